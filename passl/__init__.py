@@ -1,0 +1,3 @@
+"""PASSL ConvNeXt: a registry-driven PaddlePaddle library for the ConvNeXt family."""
+
+__version__ = "0.1.0"

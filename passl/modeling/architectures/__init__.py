@@ -1,0 +1,1 @@
+from passl.modeling.architectures.classification import Classification  # noqa: F401

@@ -1,0 +1,67 @@
+"""Classification: backbone + head; ``forward(x)`` returns logits."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import paddle
+import paddle.nn as nn
+
+from passl.modeling.backbones import build_backbone
+from passl.modeling.heads import build_head, build_loss
+from passl.registry import ARCHITECTURES, ConfigError
+
+__all__ = ["Classification"]
+
+
+@ARCHITECTURES.register
+class Classification(nn.Layer):
+    """Compose a backbone (config key ``architecture``, alias ``backbone``) and a head; optional ``loss``.
+
+    ``pretrained`` is read by ``passl.modeling.build_model``'s caller (weights loading), not here.
+    """
+
+    def __init__(
+        self,
+        architecture: Optional[Mapping[str, Any]] = None,
+        head: Optional[Mapping[str, Any]] = None,
+        loss: Optional[Mapping[str, Any]] = None,
+        backbone: Optional[Mapping[str, Any]] = None,
+        pretrained: Optional[str] = None,
+        pretrained_ema: bool = False,
+    ) -> None:
+        super().__init__()
+        if architecture is not None and backbone is not None:
+            raise ConfigError("model: give the backbone config as 'architecture' or 'backbone', not both")
+        arch_cfg = architecture if architecture is not None else backbone
+        if arch_cfg is None:
+            raise ConfigError("model: the 'architecture' key (the backbone config) is missing")
+        if head is None:
+            raise ConfigError("model: the 'head' key is missing")
+        self.backbone = build_backbone(arch_cfg)
+        self.head = build_head(head)
+        feat = getattr(self.backbone, "num_features", None)
+        head_in = getattr(self.head, "in_channels", None)
+        if feat is not None and head_in is not None and feat != head_in:
+            raise ConfigError(
+                f"model.head.in_channels is {head_in} but the backbone's feature size is {feat}; set "
+                f"model.head.in_channels={feat}"
+            )
+        self.loss_fn = build_loss(loss) if loss is not None else None
+        self.pretrained = pretrained
+        self.pretrained_ema = pretrained_ema
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def forward_features(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.head(self.backbone(x))
+
+    def compute_loss(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
+        if self.loss_fn is None:
+            raise ConfigError("model.loss is not set; add e.g. loss: {name: CrossEntropyLoss} to the model section")
+        return self.loss_fn(logits, target)

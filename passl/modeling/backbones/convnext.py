@@ -1,0 +1,146 @@
+"""ConvNeXt ("A ConvNet for the 2020s", arXiv 2201.03545), with the official attribute names so that official
+checkpoints map one to one: downsample_layers, stages, dwconv, norm, pwconv1, pwconv2, gamma, norm."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import paddle
+import paddle.nn as nn
+
+from passl.modeling.layers import DropPath, LayerNorm2d, init_weights_trunc_normal
+from passl.registry import BACKBONES, ConfigError
+
+__all__ = ["ConvNeXt", "Block", "CONVNEXT_ARCHS"]
+
+# Variants as data: name -> (depths, dims). atto..nano are timm's small variants; tiny..xlarge are the paper's.
+CONVNEXT_ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
+    "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
+
+
+class Block(nn.Layer):
+    """dwconv 7x7 -> LayerNorm -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> gamma -> DropPath -> + input."""
+
+    def __init__(self, dim: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2D(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, epsilon=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        if layer_scale_init_value > 0:
+            self.gamma = self.create_parameter(
+                [dim], default_initializer=nn.initializer.Constant(layer_scale_init_value)
+            )
+        else:
+            self.gamma = None
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        shortcut = x
+        x = self.dwconv(x)
+        x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
+        x = self.norm(x)
+        x = self.pwconv2(self.act(self.pwconv1(x)))
+        if self.gamma is not None:
+            x = self.gamma * x
+        x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+        return shortcut + self.drop_path(x)
+
+
+@BACKBONES.register
+class ConvNeXt(nn.Layer):
+    """The ConvNeXt backbone.
+
+    Args:
+        arch: one of ``CONVNEXT_ARCHS`` (atto .. xlarge); ignored when both ``depths`` and ``dims`` are given.
+        depths, dims: explicit blocks per stage and channels per stage (a custom variant).
+        in_chans: input channels.
+        drop_path_rate: stochastic depth at the last block; rates grow linearly from 0 over all blocks.
+        layer_scale_init_value: initial gamma; <= 0 disables layer scale.
+        patch_size: stem conv kernel and stride (4 officially; 2 or 1 suit small images such as 28x28).
+        out_indices: ``None`` returns the pooled, normalized feature [N, C]; a tuple of stage indices returns those
+            stages' feature maps (each normalized by its own ``out_norms`` LayerNorm) for dense tasks.
+    """
+
+    def __init__(
+        self,
+        arch: Optional[str] = "tiny",
+        depths: Optional[Sequence[int]] = None,
+        dims: Optional[Sequence[int]] = None,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        layer_scale_init_value: float = 1e-6,
+        patch_size: int = 4,
+        out_indices: Optional[Sequence[int]] = None,
+    ) -> None:
+        super().__init__()
+        if depths is None or dims is None:
+            if arch not in CONVNEXT_ARCHS:
+                raise ConfigError(
+                    f"ConvNeXt: unknown arch '{arch}'; use one of {', '.join(CONVNEXT_ARCHS)} "
+                    f"or give both depths and dims"
+                )
+            depths = depths or CONVNEXT_ARCHS[arch][0]
+            dims = dims or CONVNEXT_ARCHS[arch][1]
+        depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
+        if len(depths) != len(dims) or not depths:
+            raise ConfigError(f"ConvNeXt: depths {depths} and dims {dims} must be non-empty and of equal length")
+        if not 0.0 <= float(drop_path_rate) < 1.0:
+            raise ConfigError(f"ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        self.depths, self.dims = depths, dims
+        self.num_features = dims[-1]
+        self.out_indices = tuple(out_indices) if out_indices is not None else None
+        if self.out_indices is not None:
+            bad = [i for i in self.out_indices if not 0 <= i < len(dims)]
+            if bad:
+                raise ConfigError(f"ConvNeXt: out_indices {bad} out of range for {len(dims)} stages")
+
+        self.downsample_layers = nn.LayerList()
+        stem = nn.Sequential(
+            nn.Conv2D(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0], eps=1e-6)
+        )
+        self.downsample_layers.append(stem)
+        for i in range(len(dims) - 1):
+            self.downsample_layers.append(
+                nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), nn.Conv2D(dims[i], dims[i + 1], kernel_size=2, stride=2))
+            )
+
+        rates = [float(r) for r in paddle.linspace(0, float(drop_path_rate), sum(depths)).numpy()]
+        self.stages = nn.LayerList()
+        cur = 0
+        for i, depth in enumerate(depths):
+            self.stages.append(
+                nn.Sequential(*[Block(dims[i], rates[cur + j], float(layer_scale_init_value)) for j in range(depth)])
+            )
+            cur += depth
+
+        if self.out_indices is None:
+            self.norm = nn.LayerNorm(dims[-1], epsilon=1e-6)  # final norm after global average pooling
+        else:
+            self.out_norms = nn.LayerList([LayerNorm2d(dims[i], eps=1e-6) for i in self.out_indices])
+        self.apply(init_weights_trunc_normal)
+
+    def forward_features(self, x: paddle.Tensor) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
+        """Stage outputs: the last feature map, or the ``out_indices`` maps (normalized) when set."""
+        outs = []
+        for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
+            x = stage(down(x))
+            if self.out_indices is not None and i in self.out_indices:
+                outs.append(self.out_norms[self.out_indices.index(i)](x))
+        return tuple(outs) if self.out_indices is not None else x
+
+    def forward(self, x: paddle.Tensor) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
+        feats = self.forward_features(x)
+        if self.out_indices is not None:
+            return feats
+        return self.norm(feats.mean(axis=[-2, -1]))  # global average pool (N, C, H, W) -> (N, C), then LayerNorm

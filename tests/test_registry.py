@@ -1,0 +1,50 @@
+import pytest
+
+from passl.registry import BACKBONES, ConfigError, Registry
+
+
+class Thing:
+    def __init__(self, size: int = 1, scale: float = 1.0):
+        self.size, self.scale = size, scale
+
+
+def test_register_and_build_does_not_mutate_config():
+    reg = Registry("thing")
+    reg.register(Thing)
+    cfg = {"name": "Thing", "size": 3, "nested": None}
+    cfg.pop("nested")
+    before = dict(cfg)
+    obj = reg.build(cfg)
+    assert obj.size == 3 and cfg == before
+
+
+def test_duplicate_name_is_an_error():
+    reg = Registry("thing")
+    reg.register(Thing)
+    with pytest.raises(KeyError, match="already registered"):
+        reg.register(Thing)
+    reg.register(Thing, name="Other")  # another name is fine
+    assert "Other" in reg
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(KeyError, match="did you mean: ConvNeXt"):
+        BACKBONES.get("ConvNext")
+
+
+def test_bad_argument_names_component_and_argument():
+    reg = Registry("thing")
+    reg.register(Thing)
+    with pytest.raises(ConfigError, match=r"thing 'Thing' does not accept the argument\(s\) sise"):
+        reg.build({"name": "Thing", "sise": 3})
+
+
+def test_missing_name_key():
+    reg = Registry("thing")
+    with pytest.raises(ConfigError, match="no 'name' key"):
+        reg.build({"size": 3})
+
+
+def test_backbone_rejects_bad_argument_by_name():
+    with pytest.raises(ConfigError, match="ConvNeXt' does not accept the argument\\(s\\) depth\\b"):
+        BACKBONES.build({"name": "ConvNeXt", "depth": [1, 1, 1, 1]})

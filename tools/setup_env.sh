@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine with Python >= 3.9:
+# Paddle (CPU wheel), this package (editable), test references (torch/timm), and Debian's Fashion-MNIST.
+# Idempotent: a second run finds everything installed and returns quickly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WITH_DEV=${WITH_DEV:-1}
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian package dataset-fashion-mnist"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "[setup] Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (Debian/Ubuntu)" >&2
+  fi
+fi
+
+if [ "$WITH_DEV" = 1 ]; then
+  "$PY" -m pip install -q -r requirements-dev.txt
+else
+  "$PY" -m pip install -q paddlepaddle==3.2.2
+fi
+"$PY" -m pip install -q -e .
+"$PY" -c "import paddle, passl; print('[setup] paddle', paddle.__version__, '| passl', passl.__version__)" 2>/dev/null

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from passl.data import datasets, transforms  # noqa: F401  (register everything)
+from passl.data import datasets as _datasets  # noqa: F401  (registers the datasets)
+from passl.data import transforms as _transforms  # noqa: F401  (registers the ops)
 from passl.data.transforms import Compose, build_transforms
 from passl.registry import DATASETS
 

@@ -3,7 +3,8 @@
 Prints, for each pair, the max abs difference (they must agree) and the time ratio against the one the library uses:
 - channels-first LayerNorm: transpose + fused layer_norm (used) vs explicit mean/variance;
 - the block: NHWC Linear MLP (used, the official form) vs NCHW 1x1 convolutions;
-- the depthwise 7x7: Paddle's grouped conv2d NCHW (used) vs NHWC vs unfold + weighted sum.
+- the depthwise 7x7: Paddle's grouped conv2d NCHW vs NHWC vs unfold + weighted sum, and DepthwiseConv2D's CPU
+  matmul path (used automatically for maps of at most 196 pixels), at the given size and at 14, 7 and 3.
 
     python tools/benchmark_layers.py [--batch 16] [--size 56] [--dim 96] [--repeat 3]
 """
@@ -25,7 +26,7 @@ import paddle.nn as nn  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
 from passl.modeling.backbones.convnext import Block  # noqa: E402
-from passl.modeling.layers import LayerNorm2d  # noqa: E402
+from passl.modeling.layers import DepthwiseConv2D, LayerNorm2d  # noqa: E402
 
 
 def ln_manual(x, w, b, eps=1e-6):
@@ -92,7 +93,7 @@ def compare(title: str, variants, repeat: int, backward: bool) -> None:
         t = timed(fn, repeat, backward)
         base = base or t
         diff = float(np.abs(out - outs[0]).max())
-        print(f"  {name:34s} {t * 1e3:9.2f} ms   x{t / base:5.2f}   max|diff| {diff:.1e}")
+        print(f"  {name:48s} {t * 1e3:9.2f} ms   x{t / base:5.2f}   max|diff| {diff:.1e}")
 
 
 def main(argv=None) -> int:
@@ -127,17 +128,23 @@ def main(argv=None) -> int:
             args.repeat,
             bw,
         )
-    w, b = blk.dwconv.weight, blk.dwconv.bias
-    compare(
-        "depthwise 7x7",
-        [
-            ("conv2d NCHW groups=C (used)", lambda: blk.dwconv(x)),
-            ("conv2d NHWC groups=C", lambda: dw_nhwc(x, w, b)),
-            ("unfold + weighted sum", lambda: dw_unfold(x, w, b)),
-        ],
-        args.repeat,
-        backward=True,
-    )
+    dw = DepthwiseConv2D(c, 7)
+    w, b = dw.weight, dw.bias
+    for size in sorted({s, 14, 7, 3}, reverse=True):
+        xs = paddle.randn([max(n, 64), c, size, size])
+        xs.stop_gradient = False
+        fast = "(used)" if dw._use_matmul(xs) else "(not used at this size)"
+        compare(
+            f"depthwise 7x7 on [{xs.shape[0]}, {c}, {size}, {size}]",
+            [
+                ("conv2d NCHW groups=C", lambda: F.conv2d(xs, w, b, padding=3, groups=c)),
+                (f"DepthwiseConv2D matmul {fast}", lambda: DepthwiseConv2D.forward(dw, xs)),
+                ("conv2d NHWC groups=C", lambda: dw_nhwc(xs, w, b)),
+                ("unfold + weighted sum", lambda: dw_unfold(xs, w, b)),
+            ],
+            args.repeat,
+            backward=True,
+        )
     return 0
 
 

@@ -121,14 +121,13 @@ class DepthwiseConv2D(nn.Conv2D):
     """Depthwise "same" convolution (groups = channels, stride 1, padding k // 2): a plain ``nn.Conv2D`` with the
     same parameters, plus an exact fast path for small feature maps on CPU.
 
-    Paddle's CPU depthwise kernel runs at about 1 GMAC/s while its GEMM runs at about 30 GFLOP/s, so for maps of at
-    most ``matmul_max_pixels`` pixels the convolution is computed as a batched matmul with a per-channel
-    [HW, HW] matrix built from the kernel (``tools/benchmark_layers.py`` measures it: 1.5x faster at 14x14, about
-    5x at 7x7, 10x at 3x3, slower from about 16x16). Only in dygraph on CPU; on GPU, in static graphs and exported
-    models the standard convolution runs. ``PASSL_DWCONV_MATMUL=0`` turns the fast path off.
+    Paddle's CPU depthwise kernel runs at about 1 GMAC/s while its GEMM runs at about 30 GFLOP/s, so small maps are
+    computed as a batched matmul with a per-channel [HW, HW] matrix built from the kernel. Building that matrix does
+    not scale with the batch, and the direct kernel's backward is the slow part, so the rule (measured with
+    ``tools/benchmark_layers.py``) is: maps of at most 16 pixels always; at most 64 pixels (8x8) from batch 8; at
+    most 196 pixels (14x14) only when gradients flow and the batch is at least 96. Only in dygraph on CPU in float32;
+    GPUs, static graphs and exported models run the standard convolution. ``PASSL_DWCONV_MATMUL=0`` turns it off.
     """
-
-    matmul_max_pixels = 196
 
     def __init__(self, channels: int, kernel_size: int = 7) -> None:
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
@@ -139,11 +138,20 @@ class DepthwiseConv2D(nn.Conv2D):
             return False
         if not x.place.is_cpu_place() or x.dtype != paddle.float32:
             return False
-        return x.shape[2] * x.shape[3] <= self.matmul_max_pixels
+        n, pixels = int(x.shape[0]), int(x.shape[2]) * int(x.shape[3])
+        if pixels <= 16:
+            return True
+        if pixels <= 64:
+            return n >= 8
+        if pixels <= 196:
+            grads = paddle.is_grad_enabled() and not (x.stop_gradient and self.weight.stop_gradient)
+            return grads and n >= 96
+        return False
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if not self._use_matmul(x):
-            return super().forward(x)
+        return self._matmul_forward(x) if self._use_matmul(x) else super().forward(x)
+
+    def _matmul_forward(self, x: paddle.Tensor) -> paddle.Tensor:
         n, c, h, w = x.shape
         hw, taps = h * w, self.k * self.k
         basis = _shift_basis(h, w, self.k)  # [taps, HW_out, HW_in]

@@ -13,10 +13,9 @@ def test_matmul_path_equals_conv(shape):
     n, c, h, w = shape
     layer = DepthwiseConv2D(c, 7)
     layer.bias.set_value(paddle.randn([c]))
-    assert layer._use_matmul(paddle.zeros(list(shape)))
     x = paddle.randn(list(shape))
     x.stop_gradient = False
-    out = layer(x)
+    out = layer._matmul_forward(x)
     ref = F.conv2d(x, layer.weight, layer.bias, padding=3, groups=c)
     np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5)
     g = paddle.randn(out.shape)
@@ -26,17 +25,24 @@ def test_matmul_path_equals_conv(shape):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_large_maps_static_graphs_and_env_use_the_standard_conv(monkeypatch):
+def test_fast_path_rule_static_graphs_and_env(monkeypatch):
     layer = DepthwiseConv2D(4, 7)
-    assert not layer._use_matmul(paddle.zeros([1, 4, 28, 28]))  # above matmul_max_pixels
-    assert layer._use_matmul(paddle.zeros([1, 4, 8, 8]))
+    grad_x = paddle.zeros([128, 4, 14, 14])
+    grad_x.stop_gradient = False
+    assert layer._use_matmul(paddle.zeros([1, 4, 3, 3]))  # tiny maps: always
+    assert layer._use_matmul(paddle.zeros([8, 4, 8, 8])) and not layer._use_matmul(paddle.zeros([4, 4, 8, 8]))
+    assert layer._use_matmul(grad_x)  # 14x14: only when training with a large batch
+    with paddle.no_grad():
+        assert not layer._use_matmul(grad_x)
+    assert not layer._use_matmul(paddle.zeros([128, 4, 28, 28]))
     monkeypatch.setenv("PASSL_DWCONV_MATMUL", "0")
-    assert not layer._use_matmul(paddle.zeros([1, 4, 8, 8]))
+    assert not layer._use_matmul(paddle.zeros([8, 4, 8, 8]))
     monkeypatch.delenv("PASSL_DWCONV_MATMUL")
     static = paddle.jit.to_static(
         layer, input_spec=[paddle.static.InputSpec([None, 4, 8, 8], "float32")], full_graph=True
     )
-    x = paddle.randn([2, 4, 8, 8])
+    x = paddle.randn([8, 4, 8, 8])
+    assert layer._use_matmul(x)
     np.testing.assert_allclose(static(x).numpy(), layer(x).numpy(), atol=1e-5)
 
 

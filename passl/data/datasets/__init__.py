@@ -1,2 +1,3 @@
 """Datasets. Each module registers its classes in DATASETS; add new modules to the import list below."""
+
 from passl.data.datasets import fashion_mnist  # noqa: F401

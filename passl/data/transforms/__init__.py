@@ -28,3 +28,6 @@ def build_transforms(cfgs: Optional[Sequence[Mapping[str, Any]]]) -> Optional[Co
     if cfgs is None:
         return None
     return Compose([TRANSFORMS.build(c) for c in cfgs])
+
+
+from passl.data.transforms import eval, rand_augment, train  # noqa: E402,F401  (register the ops)

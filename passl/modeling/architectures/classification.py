@@ -18,7 +18,8 @@ __all__ = ["Classification"]
 class Classification(nn.Layer):
     """Compose a backbone (config key ``architecture``, alias ``backbone``) and a head; optional ``loss``.
 
-    ``pretrained`` is read by ``passl.modeling.build_model``'s caller (weights loading), not here.
+    ``pretrained`` (zoo name, URL or path), ``pretrained_ema`` (take the EMA weights) and ``drop_head`` (skip the
+    classifier, for another class count) are read by the trainer and tools when they load weights, not here.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class Classification(nn.Layer):
         backbone: Optional[Mapping[str, Any]] = None,
         pretrained: Optional[str] = None,
         pretrained_ema: bool = False,
+        drop_head: bool = False,
     ) -> None:
         super().__init__()
         if architecture is not None and backbone is not None:
@@ -48,8 +50,7 @@ class Classification(nn.Layer):
                 f"model.head.in_channels={feat}"
             )
         self.loss_fn = build_loss(loss) if loss is not None else None
-        self.pretrained = pretrained
-        self.pretrained_ema = pretrained_ema
+        self.pretrained, self.pretrained_ema, self.drop_head = pretrained, pretrained_ema, drop_head
 
     @property
     def num_classes(self) -> int:

@@ -130,6 +130,30 @@ class ConvNeXt(nn.Layer):
             self.out_norms = nn.LayerList([LayerNorm2d(dims[i], eps=1e-6) for i in self.out_indices])
         self.apply(init_weights_trunc_normal)
 
+    # Layer-wise lr decay (official optim_factory.get_num_layer_for_convnext): 12 ids plus one for the final norm and
+    # the head. Stem -> 0; downsample 1, 2 -> 2, 3; stages 0, 1 -> 1, 2; stage 2 block j -> 3 + j // 3 for its 27
+    # blocks; stage 3 and downsample 3 -> 12; everything else -> 13. For other stage-2 depths (tiny: 9, atto: 6) the
+    # blocks are spread over the same nine ids 3..11 in order: 3 + (j * 9) // depth (equal to j // 3 at depth 27).
+    num_layer_ids = 14
+
+    def get_layer_id(self, name: str) -> int:
+        """Layer id of a parameter name relative to this backbone (``stages.2.5.pwconv1.weight`` -> 4 for base)."""
+        if len(self.depths) != 4:
+            raise ConfigError(
+                "layer-wise lr decay is defined for 4-stage ConvNeXt models; set optimizer.layer_decay: null"
+            )
+        parts = name.split(".")
+        if parts[0] == "downsample_layers":
+            return {0: 0, 1: 2, 2: 3, 3: 12}[int(parts[1])]
+        if parts[0] == "stages":
+            stage, block = int(parts[1]), int(parts[2])
+            if stage < 2:
+                return stage + 1
+            if stage == 2:
+                return 3 + (block * 9) // self.depths[2]
+            return 12
+        return 13
+
     def forward_features(self, x: paddle.Tensor) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
         """Stage outputs: the last feature map, or the ``out_indices`` maps (normalized) when set."""
         outs = []

@@ -1,0 +1,123 @@
+"""Mixup and CutMix on a batch, with label smoothing, producing soft targets (timm's Mixup semantics, batch mode).
+
+Per batch: with probability ``prob`` mix; when both alphas are > 0, CutMix with probability ``switch_prob`` else
+Mixup; lambda ~ Beta(alpha, alpha). CutMix pastes a box of the batch-reversed images and corrects lambda to the
+box's true area. Targets: smoothed one-hot (on = 1 - s + s / K, off = s / K) mixed with the reversed batch's.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import paddle
+
+from passl.registry import ConfigError
+
+__all__ = ["Mixup", "mixup_target", "cutmix_box"]
+
+Array = Union[np.ndarray, paddle.Tensor]
+
+
+def mixup_target(target: np.ndarray, num_classes: int, lam: float = 1.0, smoothing: float = 0.0) -> np.ndarray:
+    off = smoothing / num_classes
+    on = 1.0 - smoothing + off
+    target = np.asarray(target).reshape(-1).astype(np.int64)
+    y1 = np.full((len(target), num_classes), off, dtype=np.float32)
+    y1[np.arange(len(target)), target] = on
+    y2 = y1[::-1]
+    return (y1 * lam + y2 * (1.0 - lam)).astype(np.float32)
+
+
+def cutmix_box(
+    shape: Sequence[int], lam: float, minmax: Optional[Sequence[float]] = None, correct_lam: bool = True
+) -> Tuple[Tuple[int, int, int, int], float]:
+    """A box (top, bottom, left, right) for CutMix and the lambda it implies (1 - box area / image area)."""
+    img_h, img_w = int(shape[-2]), int(shape[-1])
+    if minmax is not None:
+        lo, hi = minmax
+        cut_h = int(np.random.randint(int(img_h * lo), int(img_h * hi)))
+        cut_w = int(np.random.randint(int(img_w * lo), int(img_w * hi)))
+        top, left = int(np.random.randint(0, img_h - cut_h)), int(np.random.randint(0, img_w - cut_w))
+        box = (top, top + cut_h, left, left + cut_w)
+    else:
+        ratio = np.sqrt(1.0 - lam)
+        cut_h, cut_w = int(img_h * ratio), int(img_w * ratio)
+        cy, cx = int(np.random.randint(0, img_h)), int(np.random.randint(0, img_w))
+        box = (
+            int(np.clip(cy - cut_h // 2, 0, img_h)),
+            int(np.clip(cy + cut_h // 2, 0, img_h)),
+            int(np.clip(cx - cut_w // 2, 0, img_w)),
+            int(np.clip(cx + cut_w // 2, 0, img_w)),
+        )
+    if correct_lam or minmax is not None:
+        lam = 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / float(img_h * img_w)
+    return box, float(lam)
+
+
+class Mixup:
+    """Batch-mode Mixup/CutMix. Call on (images [N, C, H, W], integer labels [N]) -> (images, soft targets)."""
+
+    def __init__(
+        self,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        cutmix_minmax: Optional[Sequence[float]] = None,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        mode: str = "batch",
+        label_smoothing: float = 0.1,
+        correct_lam: bool = True,
+        num_classes: int = 1000,
+    ) -> None:
+        if mode != "batch":
+            raise ConfigError(f"data.mixup.mode '{mode}' is not supported; use 'batch' (the official recipe's)")
+        self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
+        self.cutmix_minmax = tuple(cutmix_minmax) if cutmix_minmax is not None else None
+        if self.cutmix_minmax is not None:
+            self.cutmix_alpha = 1.0  # timm: minmax overrides alpha
+        self.prob, self.switch_prob = float(prob), float(switch_prob)
+        self.label_smoothing, self.correct_lam = float(label_smoothing), bool(correct_lam)
+        self.num_classes = int(num_classes)
+
+    def params(self) -> Tuple[float, bool]:
+        """Draw (lambda, use_cutmix) for one batch from NumPy's global RNG."""
+        lam, use_cutmix = 1.0, False
+        if np.random.rand() < self.prob:
+            if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+                use_cutmix = bool(np.random.rand() < self.switch_prob)
+                alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+                lam = float(np.random.beta(alpha, alpha))
+            elif self.mixup_alpha > 0:
+                lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
+            elif self.cutmix_alpha > 0:
+                use_cutmix, lam = True, float(np.random.beta(self.cutmix_alpha, self.cutmix_alpha))
+        return lam, use_cutmix
+
+    def apply(self, images: Array, labels: Array, lam: float, use_cutmix: bool, box=None):
+        """Mix with given decisions (tests use this to compare with a reference); returns (images, targets, lam).
+        Paddle tensors stay on their device; NumPy arrays stay NumPy."""
+        if len(images) % 2 != 0:
+            raise ValueError(f"Mixup needs an even batch size, got {len(images)}; use drop_last or an even batch_size")
+        is_tensor = isinstance(images, paddle.Tensor)
+        x = images if is_tensor else np.asarray(images, dtype=np.float32)
+        reversed_x = x.flip([0]) if is_tensor else x[::-1]
+        if lam != 1.0:
+            if use_cutmix:
+                if box is None:
+                    box, lam = cutmix_box(x.shape, lam, self.cutmix_minmax, self.correct_lam)
+                t, b, left, r = box
+                x = x.clone() if is_tensor else x.copy()
+                x[:, :, t:b, left:r] = reversed_x[:, :, t:b, left:r]
+            else:
+                x = x * lam + reversed_x * (1.0 - lam)
+        y = labels.numpy() if isinstance(labels, paddle.Tensor) else np.asarray(labels)
+        targets = mixup_target(y, self.num_classes, lam, self.label_smoothing)
+        if is_tensor:
+            return x, paddle.to_tensor(targets, place=images.place), lam
+        return x.astype(np.float32), targets, lam
+
+    def __call__(self, images: Array, labels: Array):
+        lam, use_cutmix = self.params()
+        x, targets, _ = self.apply(images, labels, lam, use_cutmix)
+        return x, targets

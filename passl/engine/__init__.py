@@ -1,0 +1,1 @@
+"""Training and evaluation engine: trainer loop, hooks, EMA, checkpoints, evaluator."""

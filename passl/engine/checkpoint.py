@@ -1,0 +1,93 @@
+"""Checkpoints: atomic writes, RNG state, optimizer state under structured parameter names."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import pickle
+import random
+import re
+from typing import Any, Dict, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from passl.registry import ConfigError
+
+__all__ = ["save_atomic", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state", "optimizer_state"]
+
+
+def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    """paddle.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        paddle.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        ckpt = paddle.load(path)
+    except Exception as e:  # a truncated or foreign file
+        raise ConfigError(f"{path} is not a readable PASSL checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
+        raise ConfigError(
+            f"{path} is not a PASSL training checkpoint (no 'model'/'epoch' keys); for weights only, "
+            f"use model.pretrained instead of --resume"
+        )
+    return ckpt
+
+
+_CKPT_RE = re.compile(r"epoch_(\d+)\.pdparams$")
+
+
+def latest_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest ``last.pdparams`` or ``epoch_N.pdparams`` in ``output_dir`` (auto-resume)."""
+    last = os.path.join(output_dir, "last.pdparams")
+    if os.path.isfile(last):
+        return last
+    found = [
+        (int(m.group(1)), p)
+        for p in glob.glob(os.path.join(output_dir, "epoch_*.pdparams"))
+        if (m := _CKPT_RE.search(p))
+    ]
+    return max(found)[1] if found else None
+
+
+def rng_state() -> str:
+    """Python, NumPy and Paddle RNG states as text (paddle.save stores neither bytes nor uint32 arrays)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    return base64.b64encode(pickle.dumps(state)).decode("ascii")
+
+
+def set_rng_state(text: str) -> None:
+    state = pickle.loads(base64.b64decode(text.encode("ascii")))  # our own checkpoint, written by rng_state()
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    paddle.set_rng_state(state["paddle"])
+
+
+def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: nn.Layer, to_structured: bool, state=None):
+    """Rename optimizer-state keys between Paddle's auto-generated parameter names (which depend on creation
+    order in the process) and the model's structured names, so a resumed process maps state to the right tensor."""
+    pairs = [(p.name, n) for n, p in model.named_parameters()]
+    src, dst = (0, 1) if to_structured else (1, 0)
+    table = sorted(((a[src], a[dst]) for a in pairs), key=lambda t: -len(t[0]))
+    state = optimizer.state_dict() if state is None else state
+    out = {}
+    for key, value in state.items():
+        new = key
+        for old_prefix, new_prefix in table:
+            if key.startswith(old_prefix + "_"):
+                new = new_prefix + key[len(old_prefix) :]
+                break
+        out[new] = value
+    return out

@@ -1,0 +1,77 @@
+"""Evaluation: top-1, top-5, loss, image count and speed; each image counted once across processes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, Callable, Dict, Optional
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from passl.utils.dist import all_reduce_sum, is_main_process
+
+__all__ = ["evaluate"]
+
+logger = logging.getLogger("passl.eval")
+
+
+@paddle.no_grad()
+def evaluate(
+    model: nn.Layer,
+    loader: Any,
+    *,
+    loss_fn: Optional[Callable] = None,
+    amp_dtype: Optional[str] = None,
+    progress: bool = False,
+    on_batch: Optional[Callable[[paddle.Tensor, paddle.Tensor], None]] = None,
+) -> Dict[str, float]:
+    """Run ``model`` over ``loader`` (integer labels). With several processes, the loader must shard without padding
+    (``passl.data.loader.ShardedEvalSampler``); sums are all-reduced so metrics equal a single-process run.
+    ``loss_fn`` defaults to plain cross entropy; ``on_batch(logits, labels)`` sees every batch (predictions dumps)."""
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = loss_sum = count = 0.0
+    start = time.perf_counter()
+    bar = None
+    if progress and is_main_process() and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(loader), desc="eval", leave=False)
+    for images, labels in loader:
+        labels = labels.reshape([-1]).astype("int64")
+        if amp_dtype:
+            with paddle.amp.auto_cast(dtype=amp_dtype):
+                logits = model(images)
+        else:
+            logits = model(images)
+        logits = logits.astype("float32")
+        loss = loss_fn(logits, labels) if loss_fn is not None else F.cross_entropy(logits, labels)
+        k = min(5, logits.shape[-1])
+        topk = paddle.topk(logits, k=k, axis=-1)[1]
+        hits = (topk == labels.unsqueeze(-1)).astype("float32")
+        n = labels.shape[0]
+        correct1 += float(hits[:, 0].sum())
+        correct5 += float(hits.sum())
+        loss_sum += float(loss) * n
+        count += n
+        if on_batch is not None:
+            on_batch(logits, labels)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    correct1, correct5, loss_sum, count = all_reduce_sum([correct1, correct5, loss_sum, count])
+    if was_training:
+        model.train()
+    count = max(count, 1.0)
+    return {
+        "top1": 100.0 * correct1 / count,
+        "top5": 100.0 * correct5 / count,
+        "loss": loss_sum / count,
+        "count": int(count),
+        "images_per_sec": count / max(elapsed, 1e-9),
+    }

@@ -1,0 +1,280 @@
+"""Hooks: everything the training loop does besides forward/backward/step. Registered in HOOKS."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import paddle
+
+from passl.engine.checkpoint import save_atomic
+from passl.engine.evaluator import evaluate
+from passl.registry import HOOKS
+from passl.utils.dist import is_main_process
+
+__all__ = ["Hook", "LrSchedulerHook", "EMAHook", "LoggerHook", "EvalHook", "CheckpointHook", "VisualDLHook"]
+
+logger = logging.getLogger("passl.train")
+
+
+class Hook:
+    """Called by the Trainer at fixed points; ``trainer`` exposes model, optimizer, state, cfg, output_dir."""
+
+    def before_run(self, trainer) -> None: ...
+
+    def before_epoch(self, trainer) -> None: ...
+
+    def after_step(self, trainer) -> None:
+        """After each optimizer step (every ``accum_steps`` micro-batches)."""
+
+    def after_epoch(self, trainer) -> None: ...
+
+    def after_run(self, trainer) -> None: ...
+
+
+@HOOKS.register
+class LrSchedulerHook(Hook):
+    """Steps the per-iteration schedule after every optimizer step."""
+
+    def after_step(self, trainer) -> None:
+        trainer.lr_scheduler.step()
+
+
+@HOOKS.register
+class EMAHook(Hook):
+    """Updates the EMA weights after every optimizer step (the trainer owns the ModelEMA so it is checkpointed)."""
+
+    def after_step(self, trainer) -> None:
+        if trainer.ema is not None:
+            trainer.ema.update(trainer.model_without_ddp)
+
+
+def _fmt_eta(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+
+
+@HOOKS.register
+class LoggerHook(Hook):
+    """One grep-able line per ``interval`` optimizer steps, a tqdm bar on a terminal, and ``metrics.jsonl``."""
+
+    def __init__(self, interval: int = 10, progress_bar: bool = True) -> None:
+        self.interval = max(int(interval), 1)
+        self.progress_bar = progress_bar
+        self.bar = None
+
+    def before_run(self, trainer) -> None:
+        self.metrics_path = os.path.join(trainer.output_dir, "metrics.jsonl")
+        self.run_start = time.perf_counter()
+        self.start_step = trainer.state["step"]
+
+    def before_epoch(self, trainer) -> None:
+        self.t_last = time.perf_counter()
+        self.batch_cost = self.reader_cost = 0.0
+        self.n = 0
+        self.loss_sum = 0.0
+        self.loss_n = 0
+        if self.progress_bar and is_main_process() and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=trainer.steps_per_epoch,
+                initial=trainer.state["step_in_epoch"],
+                leave=False,
+                desc=f"epoch {trainer.state['epoch'] + 1}/{trainer.epochs}",
+            )
+
+    def after_step(self, trainer) -> None:
+        now = time.perf_counter()
+        self.batch_cost += now - self.t_last
+        self.t_last = now
+        self.reader_cost += trainer.last_reader_cost
+        self.n += 1
+        self.loss_sum += trainer.last_loss
+        self.loss_n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{trainer.last_loss:.4f}")
+        s = trainer.state
+        if s["step_in_epoch"] % self.interval != 0 and s["step_in_epoch"] != trainer.steps_per_epoch:
+            return
+        bc, rc = self.batch_cost / self.n, self.reader_cost / self.n
+        ips = trainer.global_batch / max(bc, 1e-9)
+        done = s["step"] - self.start_step
+        left = trainer.total_steps - s["step"]
+        eta = (time.perf_counter() - self.run_start) / max(done, 1) * left
+        lr = trainer.last_lr
+        mem = ""
+        if paddle.device.is_compiled_with_cuda() and "gpu" in paddle.device.get_device():
+            mem = f" mem {paddle.device.cuda.max_memory_allocated() / 2**30:.2f}GB"
+        if is_main_process():
+            logger.info(
+                f"epoch {s['epoch'] + 1}/{trainer.epochs} iter {s['step_in_epoch']}/{trainer.steps_per_epoch} "
+                f"lr {lr:.6e} loss {trainer.last_loss:.4f} (avg {self.loss_sum / self.loss_n:.4f}) "
+                f"batch_cost {bc:.4f}s reader_cost {rc:.4f}s ips {ips:.1f} samples/s eta {_fmt_eta(eta)}{mem}"
+            )
+            with open(self.metrics_path, "a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "type": "train",
+                            "epoch": s["epoch"] + 1,
+                            "step": s["step"],
+                            "lr": lr,
+                            "loss": trainer.last_loss,
+                            "loss_avg": self.loss_sum / self.loss_n,
+                            "batch_cost": bc,
+                            "reader_cost": rc,
+                            "ips": ips,
+                        }
+                    )
+                    + "\n"
+                )
+        self.batch_cost = self.reader_cost = 0.0
+        self.n = 0
+
+    def after_epoch(self, trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@HOOKS.register
+class EvalHook(Hook):
+    """Evaluates the raw model and the EMA model every ``interval`` epochs and keeps the best top-1 of each."""
+
+    def __init__(self, interval: int = 1) -> None:
+        self.interval = max(int(interval), 1)
+
+    def after_epoch(self, trainer) -> None:
+        epoch = trainer.state["epoch"] + 1
+        if trainer.val_loader is None or (epoch % self.interval and epoch != trainer.epochs):
+            return
+        results: Dict[str, Dict[str, float]] = {}
+        models = [("", trainer.model_without_ddp)]
+        if trainer.ema is not None:
+            models.append(("ema", trainer.ema.module))
+        for tag, model in models:
+            res = evaluate(model, trainer.val_loader, amp_dtype=trainer.amp_eval_dtype)
+            results[tag or "model"] = res
+            key = "top1_ema" if tag else "top1"
+            best = trainer.state["best"]
+            improved = res["top1"] > best.get(key, -1.0)
+            if improved:
+                best[key] = res["top1"]
+                best[f"{key}_epoch"] = epoch
+            trainer.state["last_eval"][key] = res["top1"]
+            trainer.improved[key] = improved
+            if is_main_process():
+                name = "EMA model" if tag else "model"
+                logger.info(
+                    f"eval epoch {epoch} {name}: top1 {res['top1']:.3f} top5 {res['top5']:.3f} loss {res['loss']:.4f} "
+                    f"({res['count']} images, {res['images_per_sec']:.1f} img/s) best {best[key]:.3f} "
+                    f"(epoch {best[f'{key}_epoch']})"
+                )
+        if is_main_process():
+            with open(os.path.join(trainer.output_dir, "metrics.jsonl"), "a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "type": "eval",
+                            "epoch": epoch,
+                            "step": trainer.state["step"],
+                            **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
+                        }
+                    )
+                    + "\n"
+                )
+        trainer.last_eval_results = results
+
+
+@HOOKS.register
+class CheckpointHook(Hook):
+    """``last.pdparams`` every epoch, ``epoch_N.pdparams`` every ``interval`` epochs (the newest ``keep_last``
+    kept), and ``best.pdparams`` / ``best_ema.pdparams`` (weights and metrics) when top-1 improves."""
+
+    def __init__(self, interval: int = 1, keep_last: int = 3) -> None:
+        self.interval, self.keep_last = max(int(interval), 1), int(keep_last)
+
+    def after_epoch(self, trainer) -> None:
+        if not is_main_process():
+            return
+        epoch = trainer.state["epoch"] + 1
+        ckpt = trainer.checkpoint_dict(epoch_done=True)
+        save_atomic(ckpt, os.path.join(trainer.output_dir, "last.pdparams"))
+        if epoch % self.interval == 0 or epoch == trainer.epochs:
+            save_atomic(ckpt, os.path.join(trainer.output_dir, f"epoch_{epoch}.pdparams"))
+            self._prune(trainer.output_dir)
+        for key, fname, weights in (("top1", "best.pdparams", "model"), ("top1_ema", "best_ema.pdparams", "ema")):
+            if trainer.improved.get(key) and ckpt.get(weights) is not None:
+                save_atomic(
+                    {
+                        "model": ckpt[weights],
+                        "epoch": epoch,
+                        "best": dict(trainer.state["best"]),
+                        "config": ckpt["config"],
+                    },
+                    os.path.join(trainer.output_dir, fname),
+                )
+        trainer.improved.clear()
+
+    def _prune(self, output_dir: str) -> None:
+        if self.keep_last <= 0:
+            return
+        found = []
+        for name in os.listdir(output_dir):
+            if name.startswith("epoch_") and name.endswith(".pdparams"):
+                try:
+                    found.append((int(name[6:-9]), name))
+                except ValueError:
+                    continue
+        for _, name in sorted(found)[: -self.keep_last]:
+            os.remove(os.path.join(output_dir, name))
+
+
+@HOOKS.register
+class VisualDLHook(Hook):
+    """Scalars for VisualDL (``visualdl --logdir OUTPUT/vdl --disable-telemetry``): train loss and lr every
+    ``interval`` steps, eval top-1/top-5/loss every evaluation."""
+
+    def __init__(self, interval: int = 10) -> None:
+        self.interval = max(int(interval), 1)
+        self.writer = None
+
+    def before_run(self, trainer) -> None:
+        if is_main_process():
+            from visualdl import LogWriter
+
+            self.writer = LogWriter(logdir=os.path.join(trainer.output_dir, "vdl"))
+
+    def after_step(self, trainer) -> None:
+        if self.writer is not None and trainer.state["step"] % self.interval == 0:
+            self.writer.add_scalar("train/loss", trainer.last_loss, trainer.state["step"])
+            self.writer.add_scalar("train/lr", trainer.last_lr, trainer.state["step"])
+
+    def after_epoch(self, trainer) -> None:
+        res: Optional[Dict[str, Any]] = getattr(trainer, "last_eval_results", None)
+        if self.writer is None or not res:
+            return
+        for tag, r in res.items():
+            for m in ("top1", "top5", "loss"):
+                self.writer.add_scalar(f"eval/{tag}_{m}", r[m], trainer.state["epoch"] + 1)
+        trainer.last_eval_results = None
+
+    def after_run(self, trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def default_hooks(train_cfg: Dict[str, Any]) -> List[Hook]:
+    """The standard hook list from the ``train`` section (order matters: eval before checkpoint)."""
+    hooks: List[Hook] = [LrSchedulerHook(), EMAHook(), LoggerHook(train_cfg.get("log_interval", 10))]
+    hooks.append(EvalHook(train_cfg.get("eval_interval", 1)))
+    if train_cfg.get("visualdl", False):
+        hooks.append(VisualDLHook(train_cfg.get("log_interval", 10)))
+    hooks.append(CheckpointHook(train_cfg.get("save_interval", 1), train_cfg.get("keep_last", 3)))
+    return hooks

@@ -1,0 +1,318 @@
+"""The training loop. It knows no model names: the model, data, optimizer, schedule and hooks come from the config."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import paddle
+
+from passl.data import build_dataset
+from passl.data.loader import build_loader
+from passl.engine.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_state,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from passl.engine.ema import ModelEMA
+from passl.engine.hooks import Hook, default_hooks
+from passl.modeling import build_model
+from passl.registry import ConfigError
+from passl.solver import build_lr_scheduler, build_optimizer
+from passl.utils.config import AttrDict, dump_config
+from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process
+from passl.utils.logger import setup_logger
+
+__all__ = ["Trainer", "TrainingDiverged"]
+
+logger = logging.getLogger("passl.train")
+
+TRAIN_KEYS = {
+    "epochs",
+    "accum_steps",
+    "amp",
+    "ema",
+    "log_interval",
+    "eval_interval",
+    "save_interval",
+    "keep_last",
+    "max_steps",
+    "visualdl",
+    "auto_resume",
+    "device",
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+
+
+def _device() -> str:
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
+    return "cpu"
+
+
+class Trainer:
+    """Builds everything from ``cfg`` and runs ``train()``; ``resume`` is a checkpoint path, or None for
+    auto-resume from ``output_dir/last.pdparams`` when ``train.auto_resume`` is true."""
+
+    def __init__(self, cfg: AttrDict, resume: Optional[str] = None, hooks: Optional[List[Hook]] = None) -> None:
+        self.cfg = cfg
+        tcfg = cfg.get("train") or {}
+        unknown = set(tcfg) - TRAIN_KEYS
+        if unknown:
+            raise ConfigError(
+                f"train section has unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                f"{', '.join(sorted(TRAIN_KEYS))}"
+            )
+        for section in ("model", "data", "optimizer", "lr_scheduler"):
+            if section not in cfg:
+                raise ConfigError(f"the config has no '{section}' section")
+        init_distributed()
+        self.rank, self.world_size = get_rank(), get_world_size()
+        paddle.set_device(tcfg.get("device") or _device())
+        self.output_dir = cfg.get("output_dir") or "output/run"
+        setup_logger(self.output_dir, self.rank)
+        self.seed = int(cfg.get("seed", 0))
+        random.seed(self.seed + self.rank)
+        np.random.seed(self.seed + self.rank)
+        paddle.seed(self.seed + self.rank)
+
+        self.epochs = int(tcfg.get("epochs", 1))
+        self.accum_steps = int(tcfg.get("accum_steps", 1))
+        if self.accum_steps < 1 or self.epochs < 1:
+            raise ConfigError("train.epochs and train.accum_steps must be >= 1")
+
+        # Data (built before the model so a bad data path fails before any heavy work).
+        dcfg = cfg.data
+        train_ds = build_dataset(dcfg.train.dataset, dcfg.train.get("transforms"))
+        self.train_loader = build_loader(
+            train_ds, dcfg.train.batch_size, train=True, num_workers=dcfg.train.get("num_workers", 0), seed=self.seed
+        )
+        self.val_loader = None
+        if dcfg.get("val"):
+            val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"))
+            self.val_loader = build_loader(
+                val_ds, dcfg.val.batch_size, train=False, num_workers=dcfg.val.get("num_workers", 0), seed=self.seed
+            )
+        self.steps_per_epoch = len(self.train_loader) // self.accum_steps
+        self.total_steps = self.steps_per_epoch * self.epochs
+        self.global_batch = self.world_size * int(dcfg.train.batch_size) * self.accum_steps
+
+        # Model, EMA, optimizer, schedule, AMP.
+        self.model_without_ddp = build_model(cfg.model)
+        if cfg.model.get("pretrained"):
+            from passl.weights import load_pretrained
+
+            load_pretrained(
+                self.model_without_ddp,
+                cfg.model.pretrained,
+                drop_head=bool(cfg.model.get("drop_head", False)),
+                use_ema=bool(cfg.model.get("pretrained_ema", False)),
+            )
+        ocfg = dict(cfg.optimizer)
+        lr = float(ocfg.get("lr", 1e-3))
+        self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)
+        self.optimizer = build_optimizer(ocfg, self.model_without_ddp, self.lr_scheduler)
+        amp = tcfg.get("amp") or {}
+        self.amp_enable = bool(amp.get("enable", False))
+        self.amp_dtype = amp.get("dtype", "float16")
+        self.amp_level = amp.get("level", "O1")
+        if self.amp_dtype not in ("float16", "bfloat16") or self.amp_level not in ("O1", "O2"):
+            raise ConfigError("train.amp.dtype must be float16 or bfloat16 and train.amp.level O1 or O2")
+        self.scaler = None
+        if self.amp_enable:
+            if self.amp_level == "O2":
+                self.model_without_ddp, self.optimizer = paddle.amp.decorate(
+                    models=self.model_without_ddp,
+                    optimizers=self.optimizer,
+                    level="O2",
+                    dtype=self.amp_dtype,
+                    master_weight=True,
+                )
+            if self.amp_dtype == "float16":
+                self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 65536.0)))
+        self.amp_eval_dtype = self.amp_dtype if self.amp_enable else None
+        ema_cfg = tcfg.get("ema") or {}
+        self.ema = (
+            ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enable") else None
+        )
+        self.model = paddle.DataParallel(self.model_without_ddp) if self.world_size > 1 else self.model_without_ddp
+
+        mcfg = dcfg.get("mixup")
+        self.mixup = None
+        if mcfg:
+            from passl.data.mixup import Mixup
+
+            self.mixup = Mixup(num_classes=self.model_without_ddp.num_classes, **dict(mcfg))
+
+        self.state: Dict[str, Any] = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": {}, "last_eval": {}}
+        self.improved: Dict[str, bool] = {}
+        self.last_loss = 0.0
+        self.last_reader_cost = 0.0
+        self.last_lr = 0.0
+        self.max_steps = tcfg.get("max_steps")
+        self.hooks = hooks if hooks is not None else default_hooks(dict(tcfg))
+
+        if resume is None and tcfg.get("auto_resume", True):
+            resume = latest_checkpoint(self.output_dir)
+        if resume:
+            self.resume(resume)
+        if is_main_process():
+            self._write_run_info()
+
+    # ----------------------------------------------------------------------------------------------- state
+    def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
+        s = self.state
+        return {
+            "model": self.model_without_ddp.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": optimizer_state(self.optimizer, self.model_without_ddp, to_structured=True),
+            "scheduler": self.lr_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": s["epoch"] + 1 if epoch_done else s["epoch"],
+            "step_in_epoch": 0 if epoch_done else s["step_in_epoch"],
+            "step": s["step"],
+            "best": dict(s["best"]),
+            "rng": rng_state(),
+            "config": dump_config(self.cfg),
+        }
+
+    def resume(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        self.model_without_ddp.set_state_dict(ckpt["model"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.set_state_dict(ckpt["ema"])
+        self.optimizer.set_state_dict(optimizer_state(self.optimizer, self.model_without_ddp, False, ckpt["optimizer"]))
+        self.lr_scheduler.set_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state.update(
+            epoch=int(ckpt["epoch"]),
+            step=int(ckpt["step"]),
+            step_in_epoch=int(ckpt["step_in_epoch"]),
+            best=dict(ckpt.get("best") or {}),
+        )
+        set_rng_state(ckpt["rng"])
+        logger.info(
+            f"resumed from {path}: epoch {self.state['epoch']} step {self.state['step']} best {self.state['best']}"
+        )
+
+    def _write_run_info(self) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        dump_config(self.cfg, os.path.join(self.output_dir, "config.yaml"))
+        info = {
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "python": sys.version.split()[0],
+            "paddle": paddle.__version__,
+            "platform": platform.platform(),
+            "device": paddle.get_device(),
+            "global_batch": self.global_batch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "argv": sys.argv,
+        }
+        from passl import __version__
+
+        info["passl"] = __version__
+        tmp = os.path.join(self.output_dir, "run_info.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(info, f, indent=2)
+        os.replace(tmp, os.path.join(self.output_dir, "run_info.json"))
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def _call(self, event: str) -> None:
+        for h in self.hooks:
+            getattr(h, event)(self)
+
+    def train(self) -> Dict[str, Any]:
+        micro = int(self.cfg.data.train.batch_size)
+        logger.info(
+            f"effective batch {self.global_batch} = {self.world_size} processes x {micro} per process x "
+            f"{self.accum_steps} accumulation steps; {self.steps_per_epoch} optimizer steps per epoch, "
+            f"{self.epochs} epochs, base lr {self.cfg.optimizer.get('lr')}"
+        )
+        self._call("before_run")
+        while self.state["epoch"] < self.epochs:
+            if self.max_steps is not None and self.state["step"] >= int(self.max_steps):
+                break
+            self._train_epoch()
+            if self.state["step_in_epoch"] < self.steps_per_epoch:  # stopped early by max_steps
+                break
+            self._call("after_epoch")
+            self.state["epoch"] += 1
+            self.state["step_in_epoch"] = 0
+        self._call("after_run")
+        return self.state
+
+    def _train_epoch(self) -> None:
+        s = self.state
+        self.train_loader.batch_sampler.set_epoch(s["epoch"], start_batch=s["step_in_epoch"] * self.accum_steps)
+        self.train_loader.dataset.set_epoch(s["epoch"])
+        self.model.train()
+        self._call("before_epoch")
+        n_micro = (self.steps_per_epoch - s["step_in_epoch"]) * self.accum_steps
+        it = iter(self.train_loader)
+        reader_cost, losses = 0.0, []
+        for i in range(n_micro):
+            t0 = time.perf_counter()
+            images, labels = next(it)
+            reader_cost += time.perf_counter() - t0
+            final = (i + 1) % self.accum_steps == 0
+            losses.append(self._forward_backward(images, labels, sync=final))
+            if not final:
+                continue
+            self.last_lr = self.optimizer.get_lr()  # the lr this step uses (hooks step the schedule afterwards)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.clear_grad()
+            s["step"] += 1
+            s["step_in_epoch"] += 1
+            self.last_loss, self.last_reader_cost = sum(losses) / len(losses), reader_cost
+            reader_cost, losses = 0.0, []
+            self._call("after_step")
+            if self.max_steps is not None and s["step"] >= int(self.max_steps):
+                self._save_stop_checkpoint()
+                return
+
+    def _forward_backward(self, images, labels, sync: bool) -> float:
+        targets = labels
+        if self.mixup is not None:
+            images, targets = self.mixup(images, labels)
+        no_sync = self.world_size > 1 and not sync
+        ctx = self.model.no_sync() if no_sync else contextlib.nullcontext()
+        with ctx:
+            with paddle.amp.auto_cast(enable=self.amp_enable, dtype=self.amp_dtype, level=self.amp_level):
+                logits = self.model(images)
+            loss = self.model_without_ddp.compute_loss(logits.astype("float32"), targets)
+            value = float(loss)
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss is {value} at epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}; stopped "
+                    f"without saving. The last good checkpoint is {os.path.join(self.output_dir, 'last.pdparams')} "
+                    f"(if any). Lower optimizer.lr, set optimizer.clip_grad, or disable train.amp, then resume."
+                )
+            loss = loss / self.accum_steps
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        return value
+
+    def _save_stop_checkpoint(self) -> None:
+        if is_main_process():
+            save_atomic(self.checkpoint_dict(epoch_done=False), os.path.join(self.output_dir, "last.pdparams"))
+        logger.info(f"stopped at train.max_steps={self.max_steps}; state saved to {self.output_dir}/last.pdparams")

@@ -1,0 +1,123 @@
+"""Optimizers with the official ConvNeXt parameter groups: no weight decay on 1-D parameters (biases, norms,
+gamma) and optional layer-wise lr decay driven by the model's own ``get_layer_id``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import paddle
+import paddle.nn as nn
+
+from passl.registry import OPTIMIZERS, ConfigError
+
+__all__ = ["param_groups", "build_optimizer", "layer_id_of"]
+
+logger = logging.getLogger("passl.solver")
+
+
+def layer_id_of(model: nn.Layer, name: str) -> Tuple[int, int]:
+    """(layer id, number of layer ids) of a parameter for layer-wise lr decay.
+
+    The backbone (any sublayer named ``backbone`` with a ``get_layer_id(name)`` method, or the model itself)
+    decides; parameters outside the backbone (the head) get the last id.
+    """
+    backbone = getattr(model, "backbone", model)
+    if not hasattr(backbone, "get_layer_id"):
+        raise ConfigError(
+            f"optimizer.layer_decay is set but {type(backbone).__name__} has no get_layer_id(); set layer_decay: null"
+        )
+    num = backbone.num_layer_ids
+    if backbone is model:
+        return backbone.get_layer_id(name), num
+    if name.startswith("backbone."):
+        return backbone.get_layer_id(name[len("backbone.") :]), num
+    return num - 1, num
+
+
+def param_groups(
+    model: nn.Layer,
+    weight_decay: float,
+    layer_decay: Optional[float] = None,
+    no_weight_decay: Sequence[str] = (),
+) -> List[Dict[str, Any]]:
+    """Groups of parameters sharing (weight decay, lr scale). Decay is 0 for every parameter with ndim <= 1 and for
+    names containing any of ``no_weight_decay``; the lr scale is ``layer_decay ** (last_id - id)``."""
+    groups: Dict[Tuple[float, float], Dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if p.stop_gradient:
+            continue
+        wd = 0.0 if (p.ndim <= 1 or any(k in name for k in no_weight_decay)) else float(weight_decay)
+        scale = 1.0
+        if layer_decay is not None:
+            lid, num = layer_id_of(model, name)
+            scale = float(layer_decay) ** (num - 1 - lid)
+        g = groups.setdefault((wd, scale), {"params": [], "names": [], "weight_decay": wd, "learning_rate": scale})
+        g["params"].append(p)
+        g["names"].append(name)
+    return list(groups.values())
+
+
+def _adamw(params, learning_rate, weight_decay, betas=(0.9, 0.999), epsilon=1e-8, grad_clip=None, **_):
+    return paddle.optimizer.AdamW(
+        learning_rate=learning_rate,
+        parameters=params,
+        beta1=betas[0],
+        beta2=betas[1],
+        epsilon=epsilon,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+    )
+
+
+def _momentum(params, learning_rate, weight_decay, momentum=0.9, nesterov=False, grad_clip=None, **_):
+    return paddle.optimizer.Momentum(
+        learning_rate=learning_rate,
+        parameters=params,
+        momentum=momentum,
+        use_nesterov=nesterov,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+    )
+
+
+def _sgd(params, learning_rate, weight_decay, grad_clip=None, **_):
+    return paddle.optimizer.SGD(
+        learning_rate=learning_rate, parameters=params, weight_decay=weight_decay, grad_clip=grad_clip
+    )
+
+
+OPTIMIZERS.register(_adamw, name="AdamW")
+OPTIMIZERS.register(_momentum, name="Momentum")
+OPTIMIZERS.register(_sgd, name="SGD")
+
+_COMMON = {"name", "lr", "weight_decay", "layer_decay", "clip_grad", "no_weight_decay"}
+_SPECIFIC = {"AdamW": {"betas", "epsilon"}, "Momentum": {"momentum", "nesterov"}, "SGD": set()}
+
+
+def build_optimizer(cfg: Mapping[str, Any], model: nn.Layer, lr_scheduler) -> paddle.optimizer.Optimizer:
+    """Build the optimizer of ``cfg`` (the ``optimizer`` section) over ``model``'s parameter groups."""
+    name = cfg.get("name", "AdamW")
+    OPTIMIZERS.get(name)  # unknown names fail here with close matches
+    unknown = set(cfg) - _COMMON - _SPECIFIC.get(name, set())
+    if unknown:
+        raise ConfigError(
+            f"optimizer ({name}) has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(_COMMON | _SPECIFIC.get(name, set())))}"
+        )
+    groups = param_groups(
+        model, float(cfg.get("weight_decay", 0.0)), cfg.get("layer_decay"), tuple(cfg.get("no_weight_decay") or ())
+    )
+    for g in groups:
+        logger.debug(
+            "param group wd=%s lr_scale=%.4g: %d tensors", g["weight_decay"], g["learning_rate"], len(g["names"])
+        )
+    clip = cfg.get("clip_grad")
+    grad_clip = nn.ClipGradByGlobalNorm(float(clip)) if clip else None
+    kwargs = {k: v for k, v in cfg.items() if k in _SPECIFIC.get(name, set())}
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    paddle_groups = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+    return OPTIMIZERS.get(name)(
+        paddle_groups, lr_scheduler, float(cfg.get("weight_decay", 0.0)), grad_clip=grad_clip, **kwargs
+    )

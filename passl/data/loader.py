@@ -44,6 +44,9 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, idx: int):
+        # Transforms draw from the global Python/NumPy generators. Paddle's loader may run this in a prefetch
+        # thread of the main process, so nothing in the training step may rely on those generators (Mixup owns a
+        # RandomState; drop path uses Paddle's generator).
         s = _mix(self.seed, self.epoch, idx)
         random.seed(s)
         np.random.seed(s)

@@ -30,20 +30,25 @@ def mixup_target(target: np.ndarray, num_classes: int, lam: float = 1.0, smoothi
 
 
 def cutmix_box(
-    shape: Sequence[int], lam: float, minmax: Optional[Sequence[float]] = None, correct_lam: bool = True
+    shape: Sequence[int],
+    lam: float,
+    minmax: Optional[Sequence[float]] = None,
+    correct_lam: bool = True,
+    rng: Optional[np.random.RandomState] = None,
 ) -> Tuple[Tuple[int, int, int, int], float]:
     """A box (top, bottom, left, right) for CutMix and the lambda it implies (1 - box area / image area)."""
+    rng = np.random if rng is None else rng
     img_h, img_w = int(shape[-2]), int(shape[-1])
     if minmax is not None:
         lo, hi = minmax
-        cut_h = int(np.random.randint(int(img_h * lo), int(img_h * hi)))
-        cut_w = int(np.random.randint(int(img_w * lo), int(img_w * hi)))
-        top, left = int(np.random.randint(0, img_h - cut_h)), int(np.random.randint(0, img_w - cut_w))
+        cut_h = int(rng.randint(int(img_h * lo), int(img_h * hi)))
+        cut_w = int(rng.randint(int(img_w * lo), int(img_w * hi)))
+        top, left = int(rng.randint(0, img_h - cut_h)), int(rng.randint(0, img_w - cut_w))
         box = (top, top + cut_h, left, left + cut_w)
     else:
         ratio = np.sqrt(1.0 - lam)
         cut_h, cut_w = int(img_h * ratio), int(img_w * ratio)
-        cy, cx = int(np.random.randint(0, img_h)), int(np.random.randint(0, img_w))
+        cy, cx = int(rng.randint(0, img_h)), int(rng.randint(0, img_w))
         box = (
             int(np.clip(cy - cut_h // 2, 0, img_h)),
             int(np.clip(cy + cut_h // 2, 0, img_h)),
@@ -69,6 +74,7 @@ class Mixup:
         label_smoothing: float = 0.1,
         correct_lam: bool = True,
         num_classes: int = 1000,
+        seed: Optional[int] = None,
     ) -> None:
         if mode != "batch":
             raise ConfigError(f"data.mixup.mode '{mode}' is not supported; use 'batch' (the official recipe's)")
@@ -79,19 +85,22 @@ class Mixup:
         self.prob, self.switch_prob = float(prob), float(switch_prob)
         self.label_smoothing, self.correct_lam = float(label_smoothing), bool(correct_lam)
         self.num_classes = int(num_classes)
+        # Its own generator: the loader may reseed the global ones from a prefetch thread. Checkpointed by the trainer.
+        self.rng = np.random.RandomState(seed)
 
     def params(self) -> Tuple[float, bool]:
-        """Draw (lambda, use_cutmix) for one batch from NumPy's global RNG."""
+        """Draw (lambda, use_cutmix) for one batch from ``self.rng`` (in timm's order)."""
         lam, use_cutmix = 1.0, False
-        if np.random.rand() < self.prob:
+        rng = self.rng
+        if rng.rand() < self.prob:
             if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
-                use_cutmix = bool(np.random.rand() < self.switch_prob)
+                use_cutmix = bool(rng.rand() < self.switch_prob)
                 alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
-                lam = float(np.random.beta(alpha, alpha))
+                lam = float(rng.beta(alpha, alpha))
             elif self.mixup_alpha > 0:
-                lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
+                lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
             elif self.cutmix_alpha > 0:
-                use_cutmix, lam = True, float(np.random.beta(self.cutmix_alpha, self.cutmix_alpha))
+                use_cutmix, lam = True, float(rng.beta(self.cutmix_alpha, self.cutmix_alpha))
         return lam, use_cutmix
 
     def apply(self, images: Array, labels: Array, lam: float, use_cutmix: bool, box=None):
@@ -105,7 +114,7 @@ class Mixup:
         if lam != 1.0:
             if use_cutmix:
                 if box is None:
-                    box, lam = cutmix_box(x.shape, lam, self.cutmix_minmax, self.correct_lam)
+                    box, lam = cutmix_box(x.shape, lam, self.cutmix_minmax, self.correct_lam, self.rng)
                 t, b, left, r = box
                 x = x.clone() if is_tensor else x.copy()
                 x[:, :, t:b, left:r] = reversed_x[:, :, t:b, left:r]

@@ -75,6 +75,14 @@ def set_rng_state(text: str) -> None:
     paddle.set_rng_state(state["paddle"])
 
 
+def rng_state_of(rng: np.random.RandomState) -> str:
+    return base64.b64encode(pickle.dumps(rng.get_state())).decode("ascii")
+
+
+def set_rng_state_of(rng: np.random.RandomState, text: str) -> None:
+    rng.set_state(pickle.loads(base64.b64decode(text.encode("ascii"))))
+
+
 def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: nn.Layer, to_structured: bool, state=None):
     """Rename optimizer-state keys between Paddle's auto-generated parameter names (which depend on creation
     order in the process) and the model's structured names, so a resumed process maps state to the right tensor."""

@@ -23,8 +23,10 @@ from passl.engine.checkpoint import (
     load_checkpoint,
     optimizer_state,
     rng_state,
+    rng_state_of,
     save_atomic,
     set_rng_state,
+    set_rng_state_of,
 )
 from passl.engine.ema import ModelEMA
 from passl.engine.hooks import Hook, default_hooks
@@ -157,7 +159,9 @@ class Trainer:
         if mcfg:
             from passl.data.mixup import Mixup
 
-            self.mixup = Mixup(num_classes=self.model_without_ddp.num_classes, **dict(mcfg))
+            self.mixup = Mixup(
+                num_classes=self.model_without_ddp.num_classes, seed=self.seed + 1000 * self.rank, **dict(mcfg)
+            )
 
         self.state: Dict[str, Any] = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": {}, "last_eval": {}}
         self.improved: Dict[str, bool] = {}
@@ -188,6 +192,7 @@ class Trainer:
             "step": s["step"],
             "best": dict(s["best"]),
             "rng": rng_state(),
+            "mixup_rng": rng_state_of(self.mixup.rng) if self.mixup is not None else None,
             "config": dump_config(self.cfg),
         }
 
@@ -207,6 +212,8 @@ class Trainer:
             best=dict(ckpt.get("best") or {}),
         )
         set_rng_state(ckpt["rng"])
+        if self.mixup is not None and ckpt.get("mixup_rng"):
+            set_rng_state_of(self.mixup.rng, ckpt["mixup_rng"])
         logger.info(
             f"resumed from {path}: epoch {self.state['epoch']} step {self.state['step']} best {self.state['best']}"
         )

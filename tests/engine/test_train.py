@@ -1,0 +1,111 @@
+"""The trainer: every shipped recipe runs, accumulation is exact, NaN stops the run, bad keys fail early."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from passl.engine.trainer import Trainer, TrainingDiverged
+from passl.registry import ConfigError
+from tests.engine.helpers import ROOT, tiny_cfg
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "convnext", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_two_iteration_smoke_run_of_every_config(path, tmp_path):
+    cfg = tiny_cfg(tmp_path, base=os.path.relpath(path, ROOT), max_steps=2)
+    cfg.data.train.batch_size = 2
+    state = Trainer(cfg).train()
+    assert state["step"] == 2
+    assert os.path.isfile(tmp_path / "last.pdparams")
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert [x["step"] for x in lines if x["type"] == "train"] == [1, 2]
+    assert all(np.isfinite(x["loss"]) for x in lines)
+
+
+def test_full_epoch_writes_checkpoints_metrics_and_run_info(tmp_path):
+    cfg = tiny_cfg(tmp_path, samples=16, epochs=2, keep_last=1)
+    state = Trainer(cfg).train()
+    assert state["epoch"] == 2 and state["step"] == 8
+    names = sorted(os.listdir(tmp_path))
+    for f in ("best.pdparams", "best_ema.pdparams", "config.yaml", "last.pdparams", "run_info.json", "train.log"):
+        assert f in names
+    assert [n for n in names if n.startswith("epoch_")] == ["epoch_2.pdparams"]  # keep_last=1 pruned epoch 1
+    info = json.load(open(tmp_path / "run_info.json"))
+    assert info["seed"] == 0 and info["paddle"] == paddle.__version__ and info["global_batch"] == 4
+    evals = [json.loads(x) for x in open(tmp_path / "metrics.jsonl") if '"eval"' in x]
+    assert [e["epoch"] for e in evals] == [1, 2] and all(e["model_count"] == 10 for e in evals)
+    log = open(tmp_path / "train.log").read()
+    assert "effective batch 4 = 1 processes x 4 per process x 1 accumulation steps" in log
+    assert "batch_cost" in log and "reader_cost" in log and "samples/s" in log and "eta" in log
+
+
+def _params(trainer):
+    return {k: v.numpy().copy() for k, v in trainer.model_without_ddp.state_dict().items()}
+
+
+def test_accumulation_equals_one_large_batch(tmp_path):
+    runs = {}
+    for name, (bs, accum) in {"big": (8, 1), "accum": (4, 2)}.items():
+        cfg = tiny_cfg(tmp_path / name, samples=16, max_steps=2)
+        cfg.model.architecture.drop_path_rate = 0.0
+        cfg.data.mixup = None
+        cfg.model.loss = {"name": "CrossEntropyLoss", "label_smoothing": 0.1}
+        cfg.data.train.transforms = [{"name": "Normalize"}]
+        cfg.data.train.batch_size = bs
+        cfg.train.accum_steps = accum
+        t = Trainer(cfg)
+        start = _params(t)
+        t.train()
+        runs[name] = _params(t)
+    moved = max(np.abs(runs["big"][k] - start[k]).max() for k in start)
+    assert moved > 1e-4
+    for k in runs["big"]:
+        np.testing.assert_allclose(runs["accum"][k], runs["big"][k], atol=2e-6, err_msg=k)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
+    cfg = tiny_cfg(tmp_path, samples=16, epochs=2)
+    t = Trainer(cfg)
+    original = t.model_without_ddp.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(logits, target):
+        calls["n"] += 1
+        loss = original(logits, target)
+        return loss * float("nan") if calls["n"] > 5 else loss
+
+    t.model_without_ddp.compute_loss = poisoned
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 2, step 6"):
+        t.train()
+    ckpt = paddle.load(str(tmp_path / "last.pdparams"))
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 4  # the good end of epoch 1 was kept
+
+
+def test_bad_config_key_fails_before_any_work(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.train["epocs"] = 3
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) epocs"):
+        Trainer(cfg)
+    assert not os.path.exists(tmp_path / "train.log")
+    res = subprocess.run(
+        [sys.executable, "tools/train.py", "-c", "configs/convnext/convnext_tiny.yaml", "-o", "train.epocs=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2 and "no key 'train.epocs'" in res.stderr
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.data.train.dataset = {"name": "ImageNet", "root": str(tmp_path / "nope"), "split": "train"}
+    with pytest.raises(ConfigError, match="ImageNet train folder not found"):
+        Trainer(cfg)

@@ -18,7 +18,14 @@ from paddle.io import BatchSampler, DataLoader, Dataset
 
 from passl.utils.dist import get_rank, get_world_size
 
-__all__ = ["SeededDataset", "DistributedBatchSampler", "ShardedEvalSampler", "build_loader", "TimedLoader"]
+__all__ = [
+    "SeededDataset",
+    "DistributedBatchSampler",
+    "ShardedEvalSampler",
+    "InProcessLoader",
+    "build_loader",
+    "TimedLoader",
+]
 
 
 def _mix(*values: int) -> int:
@@ -136,8 +143,8 @@ def build_loader(
     seed: int = 0,
     drop_last: Optional[bool] = None,
     use_shared_memory: bool = True,
-) -> DataLoader:
-    """A DataLoader over ``dataset``: for training a shuffled, rank-sharded, epoch-seeded sampler; for evaluation a
+) -> Any:
+    """A DataLoader (or, with ``num_workers=0``, an :class:`InProcessLoader`) over ``dataset``: for training a shuffled, rank-sharded, epoch-seeded sampler; for evaluation a
     non-padding shard. Call ``loader.batch_sampler.set_epoch(e)`` and ``loader.dataset.set_epoch(e)`` each epoch
     (the trainer does)."""
     wrapped = SeededDataset(dataset, seed)
@@ -147,6 +154,8 @@ def build_loader(
         )
     else:
         sampler = ShardedEvalSampler(len(dataset), batch_size)
+    if int(num_workers) == 0:
+        return InProcessLoader(wrapped, sampler)
     return DataLoader(
         wrapped,
         batch_sampler=sampler,
@@ -154,6 +163,27 @@ def build_loader(
         use_shared_memory=use_shared_memory and num_workers > 0,
         worker_init_fn=_worker_init(seed, get_rank(), wrapped) if num_workers > 0 else None,
     )
+
+
+class InProcessLoader:
+    """Loads batches in the calling thread (``num_workers: 0``).
+
+    Paddle's single-process DataLoader decodes in a prefetch thread; an exception there (a corrupt image) leaves the
+    main thread waiting forever on Paddle 3.2. Here an error surfaces where it happens, with its message and path.
+    """
+
+    def __init__(self, dataset: SeededDataset, batch_sampler: BatchSampler) -> None:
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for indices in self.batch_sampler:
+            items = [self.dataset[i] for i in indices]
+            images = np.stack([np.asarray(img) for img, _ in items])
+            labels = np.asarray([label for _, label in items], dtype="int64")
+            yield [paddle.to_tensor(images), paddle.to_tensor(labels)]
 
 
 class TimedLoader:

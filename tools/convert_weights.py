@@ -1,0 +1,104 @@
+"""Convert ConvNeXt weights from any supported layout to our .pdparams.
+
+    python tools/convert_weights.py INPUT OUTPUT.pdparams [--arch tiny] [--ema] [--verify]
+
+INPUT: a local file, URL or zoo name (official .pth, timm .pth/.safetensors, PaddleClas or PASSL v1.1 .pdparams,
+our checkpoints). With --arch the result is loaded into that model to check every shape. --verify (needs torch and
+timm) compares our logits with timm's convnext_<arch> holding the original weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from passl.modeling import build_model  # noqa: E402
+from passl.modeling.backbones.convnext import CONVNEXT_ARCHS  # noqa: E402
+from passl.registry import ConfigError  # noqa: E402
+from passl.weights import detect_format, load_pretrained, read_state_dict, resolve_source, to_passl  # noqa: E402
+
+
+def _model_for(arch: str, sd):
+    classes = sd["head.fc.weight"].shape[1] if "head.fc.weight" in sd else 1000
+    dims = CONVNEXT_ARCHS[arch][1]
+    return build_model(
+        {
+            "architecture": {"name": "ConvNeXt", "arch": arch},
+            "head": {"name": "ConvNeXtClsHead", "in_channels": dims[-1], "num_classes": classes},
+        }
+    )
+
+
+def _verify(arch: str, src_path: str, model, torch_layout: bool) -> float:
+    try:
+        import timm
+        import torch
+    except ImportError:
+        raise ConfigError("--verify needs torch and timm (pip install -r requirements-dev.txt)") from None
+    raw = read_state_dict(src_path)
+    ref = timm.create_model(f"convnext_{arch}", pretrained=False, num_classes=model.num_classes).eval()
+    if detect_format(raw.keys()) != "timm":  # let timm's own filter map official/PaddleClas names
+        from timm.models.convnext import checkpoint_filter_fn
+
+        tensors = {
+            k: torch.from_numpy(v.T.copy() if (not torch_layout and v.ndim == 2) else v.copy()) for k, v in raw.items()
+        }
+        raw_t = checkpoint_filter_fn(tensors, ref)
+    else:
+        raw_t = {k: torch.from_numpy(v.copy()) for k, v in raw.items()}
+    ref.load_state_dict(raw_t)
+    x = np.random.RandomState(0).randn(2, 3, 64, 64).astype("float32")
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x)).numpy()
+    got = model(paddle.to_tensor(x)).numpy()
+    return float(np.abs(got - expected).max())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--arch", choices=list(CONVNEXT_ARCHS), default=None)
+    p.add_argument("--ema", action="store_true", help="take the EMA weights of a training checkpoint")
+    p.add_argument("--verify", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        path = resolve_source(args.input)
+        raw = read_state_dict(path, use_ema=args.ema)
+        fmt = detect_format(raw.keys())
+        torch_layout = not path.endswith(".pdparams")
+        sd = to_passl(raw, torch_layout)
+        transposed = sum(1 for k in sd if k.endswith(("pwconv1.weight", "pwconv2.weight", "head.fc.weight")))
+        print(
+            f"{args.input}: {fmt} layout, {len(raw)} tensors -> {len(sd)} in our layout"
+            f"{f' ({transposed} Linear weights transposed)' if torch_layout and fmt != 'passl' else ''}"
+        )
+        if args.arch:
+            model = _model_for(args.arch, sd)
+            report = load_pretrained(model, path, use_ema=args.ema)
+            print(f"loads into ConvNeXt-{args.arch}: {len(report.loaded)} tensors, none missing or unexpected")
+            if args.verify:
+                diff = _verify(args.arch, path, model.eval(), torch_layout)
+                print(f"verify against timm convnext_{args.arch}: max |logit diff| {diff:.2e}")
+                if diff > 1e-4:
+                    print("error: logits differ by more than 1e-4", file=sys.stderr)
+                    return 1
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        tmp = args.output + ".tmp"
+        paddle.save({k: paddle.to_tensor(v) for k, v in sd.items()}, tmp)
+        os.replace(tmp, args.output)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,7 +33,7 @@ def evaluate(
     ``loss_fn`` defaults to plain cross entropy; ``on_batch(logits, labels)`` sees every batch (predictions dumps)."""
     was_training = model.training
     model.eval()
-    correct1 = correct5 = loss_sum = count = 0.0
+    correct1 = correct5 = loss_sum = count = skipped = 0.0
     start = time.perf_counter()
     bar = None
     if progress and is_main_process() and sys.stderr.isatty():
@@ -48,6 +48,16 @@ def evaluate(
         else:
             logits = model(images)
         logits = logits.astype("float32")
+        if on_batch is not None:
+            on_batch(logits, labels)  # every image, in loader order (skipped ones with label -1)
+        valid = labels >= 0  # label -1: an unreadable image the dataset was told to skip
+        n_bad = int((~valid).astype("int32").sum())
+        if n_bad:
+            skipped += n_bad
+            if n_bad == labels.shape[0]:
+                continue
+            keep = paddle.nonzero(valid).reshape([-1])
+            logits, labels = paddle.gather(logits, keep), paddle.gather(labels, keep)
         loss = loss_fn(logits, labels) if loss_fn is not None else F.cross_entropy(logits, labels)
         k = min(5, logits.shape[-1])
         topk = paddle.topk(logits, k=k, axis=-1)[1]
@@ -57,14 +67,12 @@ def evaluate(
         correct5 += float(hits.sum())
         loss_sum += float(loss) * n
         count += n
-        if on_batch is not None:
-            on_batch(logits, labels)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
-    correct1, correct5, loss_sum, count = all_reduce_sum([correct1, correct5, loss_sum, count])
+    correct1, correct5, loss_sum, count, skipped = all_reduce_sum([correct1, correct5, loss_sum, count, skipped])
     if was_training:
         model.train()
     count = max(count, 1.0)
@@ -73,5 +81,6 @@ def evaluate(
         "top5": 100.0 * correct5 / count,
         "loss": loss_sum / count,
         "count": int(count),
+        "skipped": int(skipped),
         "images_per_sec": count / max(elapsed, 1e-9),
     }

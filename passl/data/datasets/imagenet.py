@@ -30,15 +30,21 @@ def load_image(path: str) -> Image.Image:
 
 
 class _ImageDataset:
-    """Shared item logic: decode, transform, and the corrupt-image policy (``on_corrupt``: fail or skip)."""
+    """Shared item logic: decode, transform, and the corrupt-image policy.
+
+    ``on_corrupt: fail`` raises an error naming the file. ``on_corrupt: skip`` logs it and, for evaluation
+    (``skip_as: ignore``), returns a blank image with label -1, which the evaluator leaves out of the metrics and
+    counts as skipped; for training (``skip_as: substitute``) it returns the next image instead.
+    """
 
     samples: List[Tuple[str, int]]
 
-    def __init__(self, transform: Optional[Callable], on_corrupt: str) -> None:
+    def __init__(self, transform: Optional[Callable], on_corrupt: str, skip_as: str = "substitute") -> None:
         if on_corrupt not in ("fail", "skip"):
             raise ConfigError(f"dataset on_corrupt must be 'fail' or 'skip', got '{on_corrupt}'")
-        self.transform, self.on_corrupt = transform, on_corrupt
-        self.skipped: List[str] = []
+        if skip_as not in ("substitute", "ignore"):
+            raise ConfigError(f"dataset skip_as must be 'substitute' or 'ignore', got '{skip_as}'")
+        self.transform, self.on_corrupt, self.skip_as = transform, on_corrupt, skip_as
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -53,8 +59,10 @@ class _ImageDataset:
                     f"{e}; remove or replace the file, or set on_corrupt: skip in the dataset config"
                 ) from None
             logger.warning("skipping corrupt image %s", path)
-            self.skipped.append(path)
-            return self[(idx + 1) % len(self)]
+            if self.skip_as == "substitute":
+                return self[(idx + 1) % len(self)]
+            blank = Image.new("RGB", (256, 256))
+            return (self.transform(blank) if self.transform is not None else blank), -1
         return (self.transform(img) if self.transform is not None else img), label
 
 
@@ -68,8 +76,9 @@ class ImageFolder(_ImageDataset):
         transform: Optional[Callable] = None,
         on_corrupt: str = "fail",
         num_classes: Optional[int] = None,
+        skip_as: str = "substitute",
     ) -> None:
-        super().__init__(transform, on_corrupt)
+        super().__init__(transform, on_corrupt, skip_as)
         if not os.path.isdir(root):
             raise ConfigError(f"dataset folder not found: {root} (expected one sub-folder per class)")
         self.classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
@@ -106,7 +115,7 @@ class ImageNet(ImageFolder):
                 f"ImageNet {split} folder not found: {folder}. Put the class folders there (one per wnid) or set "
                 f"data.{'train' if split == 'train' else 'val'}.dataset.root; see docs/getting_started.md"
             )
-        super().__init__(folder, transform, on_corrupt, num_classes)
+        super().__init__(folder, transform, on_corrupt, num_classes, "substitute" if split == "train" else "ignore")
         self.split = split
 
 
@@ -121,8 +130,9 @@ class ImageList(_ImageDataset):
         transform: Optional[Callable] = None,
         on_corrupt: str = "fail",
         num_classes: Optional[int] = None,
+        skip_as: str = "substitute",
     ) -> None:
-        super().__init__(transform, on_corrupt)
+        super().__init__(transform, on_corrupt, skip_as)
         if not os.path.isfile(list_file):
             raise ConfigError(f"list file not found: {list_file}")
         self.samples = []

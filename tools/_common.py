@@ -1,0 +1,38 @@
+"""Shared bits of the command-line tools: config + model + weights, and the input size of a config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Tuple
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from passl.modeling import build_model  # noqa: E402
+from passl.utils.config import AttrDict  # noqa: E402
+
+
+def model_from_config(cfg: AttrDict, weights: Optional[str] = None, use_ema: Optional[bool] = None):
+    """Build ``cfg.model`` and load ``weights`` (else ``model.pretrained``) when given."""
+    model = build_model(cfg.model)
+    source = weights or cfg.model.get("pretrained")
+    if source:
+        from passl.weights import load_pretrained
+
+        ema = bool(cfg.model.get("pretrained_ema", False)) if use_ema is None else use_ema
+        load_pretrained(model, source, use_ema=ema)
+    model.eval()
+    return model
+
+
+def input_shape(cfg: AttrDict) -> Tuple[int, int, int]:
+    """(C, H, W) the model sees at evaluation: from the last resize/crop of data.val.transforms."""
+    chans = int(cfg.model.architecture.get("in_chans", 3))
+    size = None
+    for op in (cfg.get("data", {}).get("val", {}) or {}).get("transforms") or []:
+        if op.get("name") == "CenterCrop" or (op.get("name") == "Resize" and isinstance(op.get("size"), list)):
+            size = op["size"]
+    if size is None:
+        size = cfg.get("export", {}).get("image_size", 224) if cfg.get("export") else 224
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return chans, h, w

@@ -1,0 +1,83 @@
+"""Evaluate a model on the config's validation set: top-1, top-5, loss, image count, images/s; a JSON report.
+
+python tools/eval.py -c configs/convnext/convnext_tiny.yaml -o model.pretrained=PATH [--ema] [--report FILE]
+python -m paddle.distributed.launch --nproc_per_node 2 tools/eval.py -c ...   # each image counted once
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import model_from_config  # noqa: E402
+
+from passl.data import build_dataset  # noqa: E402
+from passl.data.loader import build_loader  # noqa: E402
+from passl.engine.evaluator import evaluate  # noqa: E402
+from passl.registry import ConfigError  # noqa: E402
+from passl.utils.config import get_config  # noqa: E402
+from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-o", "--override", action="append", default=[], help="key.sub=value (repeatable)")
+    p.add_argument("--weights", default=None, help="weights file (default: model.pretrained)")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+    p.add_argument("--report", default=None, help="JSON report path (default: OUTPUT_DIR/eval_report.json)")
+    p.add_argument(
+        "--predictions",
+        default=None,
+        help="CSV of per-image top-5 predictions (index,label,top1..top5); with several processes each "
+        "rank writes FILE.rankN with its own images",
+    )
+    args = p.parse_args(argv)
+    try:
+        cfg = get_config(args.config, args.override)
+        init_distributed()
+        if not cfg.get("data", {}).get("val"):
+            raise ConfigError(f"{args.config} has no data.val section to evaluate on")
+        val = cfg.data.val
+        dataset = build_dataset(val.dataset, val.get("transforms"))
+        loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
+        model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
+        rows = []
+        sampler = loader.batch_sampler
+
+        def keep(logits, labels):
+            top = logits.numpy().argsort(axis=-1)[:, ::-1][:, :5]
+            for lab, t in zip(labels.numpy().tolist(), top.tolist()):
+                rows.append((sampler.indices[len(rows)], lab, *t))
+
+        res = evaluate(model, loader, progress=True, on_batch=keep if args.predictions else None)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    skipped = res.pop("skipped")
+    res.update(config=args.config, weights=args.weights or cfg.model.get("pretrained"), skipped_images=skipped)
+    if args.predictions:
+        path = args.predictions if get_world_size() == 1 else f"{args.predictions}.rank{get_rank()}"
+        with open(path + ".tmp", "w") as f:
+            f.write("index,label,top1,top2,top3,top4,top5\n")
+            f.writelines(",".join(map(str, r)) + "\n" for r in rows)
+        os.replace(path + ".tmp", path)
+    if is_main_process():
+        print(
+            f"top1 {res['top1']:.3f} top5 {res['top5']:.3f} loss {res['loss']:.4f} images {res['count']} "
+            f"({res['images_per_sec']:.1f} img/s){f', skipped {skipped} corrupt images' if skipped else ''}"
+        )
+        report = args.report or os.path.join(cfg.get("output_dir") or ".", "eval_report.json")
+        os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
+        with open(report + ".tmp", "w") as f:
+            json.dump(res, f, indent=2)
+        os.replace(report + ".tmp", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,12 @@ def model_from_config(cfg: AttrDict, weights: Optional[str] = None, use_ema: Opt
 
         ema = bool(cfg.model.get("pretrained_ema", False)) if use_ema is None else use_ema
         load_pretrained(model, source, use_ema=ema)
+    else:
+        print(
+            "warning: no weights given (--weights or -o model.pretrained=ZOO_NAME|URL|PATH): "
+            "using a randomly initialised model",
+            file=sys.stderr,
+        )
     model.eval()
     return model
 

@@ -1,6 +1,6 @@
 """YAML configs as attribute dicts: one level of ``_base_``, strict ``-o a.b=value`` overrides, type checks.
 
-Rules (see docs/config.md):
+Rules (see docs/configuration.md):
 - ``_base_: path.yaml`` (relative to the file) is merged under the file; a base may not have its own ``_base_``.
 - A string that looks like a number (PyYAML reads ``1e-6`` as a string) is an error naming the key: write ``1.0e-6``.
 - An override must name an existing key and keep its type (int -> float is allowed; a null key takes anything).
@@ -66,11 +66,20 @@ def _merge(base: dict, top: Mapping) -> dict:
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) and not v.get("_replace_", False):
             out[k] = _merge(out[k], v)
         else:
-            v = copy.deepcopy(v)
-            if isinstance(v, dict):
-                v.pop("_replace_", None)
-            out[k] = v
+            out[k] = _strip_replace(copy.deepcopy(v))
     return out
+
+
+def _strip_replace(node: Any) -> Any:
+    """Drop ``_replace_`` markers at every depth of a value that is taken whole (no base to merge into)."""
+    if isinstance(node, dict):
+        node.pop("_replace_", None)
+        for v in node.values():
+            _strip_replace(v)
+    elif isinstance(node, list):
+        for v in node:
+            _strip_replace(v)
+    return node
 
 
 def _read_yaml(path: str) -> dict:

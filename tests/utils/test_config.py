@@ -85,3 +85,15 @@ def test_dump_round_trip(cfg_files, tmp_path):
     again = yaml.safe_load(out.read_text())
     assert again == yaml.safe_load(text) and again["lr"] == pytest.approx(1e-6) and isinstance(again["lr"], float)
     assert again["sec"] == {"x": 2, "y": [1, 2], "name": "foo"}
+
+
+def test_replace_marker_replaces_and_never_survives(tmp_path):
+    (tmp_path / "base.yaml").write_text("data: {mixup: {mixup_alpha: 0.8, cutmix_alpha: 1.0}, keep: 1}\n")
+    (tmp_path / "top.yaml").write_text(
+        "_base_: base.yaml\n"
+        "data: {mixup: {_replace_: true, mixup_alpha: 0.2}}\n"
+        "export: {inner: {_replace_: true, deeper: {_replace_: true, a: 1}}}\n"
+    )
+    cfg = get_config(str(tmp_path / "top.yaml"))
+    assert cfg.data.mixup == {"mixup_alpha": 0.2} and cfg.data.keep == 1
+    assert cfg.export == {"inner": {"deeper": {"a": 1}}}

@@ -1,0 +1,55 @@
+"""README command 1 (make demo -> tools/demo.py), shortened to 12 optimizer steps: every stage runs and reports."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from passl.data.datasets.fashion_mnist import DEFAULT_ROOT
+from tests.engine.helpers import ROOT
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(DEFAULT_ROOT, "train-images-idx3-ubyte.gz")),
+    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
+)
+def test_demo_pipeline_short(tmp_path):
+    out = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "tools/demo.py",
+            "--output",
+            str(out),
+            "-o",
+            "train.max_steps=12",
+            "-o",
+            "train.log_interval=4",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
+    report = json.load(open(out / "demo_report.json"))
+    assert report["test_images"] == 10000 and 0 < report["test_top1"] <= 100
+    assert set(report["seconds"]) == {"train", "evaluate", "export", "predict"}
+    for f in (
+        "train.log",
+        "config.yaml",
+        "metrics.jsonl",
+        "eval_report.json",
+        "training_curves.png",
+        "inference/model.json",
+        "inference/model.pdiparams",
+    ):
+        assert (out / f).is_file(), f
+    assert len(os.listdir(out / "samples")) == 8
+    assert "verified against dygraph" in res.stdout
+    assert "effective batch 128 = 2 processes x 64 per process" in res.stdout + open(out / "train.log").read()
+    assert sum(ln.startswith("test_") for ln in res.stdout.splitlines()) >= 8  # predictions by class name

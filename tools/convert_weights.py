@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--ema", action="store_true", help="take the EMA weights of a training checkpoint")
     p.add_argument("--verify", action="store_true")
     args = p.parse_args(argv)
+    if args.verify and not args.arch:
+        p.error("--verify needs --arch (the timm model convnext_<arch> to compare with)")
     try:
         path = resolve_source(args.input)
         raw = read_state_dict(path, use_ema=args.ema)

@@ -36,14 +36,19 @@ def cutmix_box(
     correct_lam: bool = True,
     rng: Optional[np.random.RandomState] = None,
 ) -> Tuple[Tuple[int, int, int, int], float]:
-    """A box (top, bottom, left, right) for CutMix and the lambda it implies (1 - box area / image area)."""
+    """A box (top, bottom, left, right) for CutMix and the lambda it implies (1 - box area / image area).
+
+    As timm >= 1.0.30: the box is exactly int(H * sqrt(1 - lam)) x int(W * sqrt(1 - lam)) before clipping (older timm,
+    including the 0.3.2 the official ConvNeXt pinned, made odd sides one pixel shorter), and a min/max box may start
+    at any valid origin, the last one included. With ``correct_lam`` the lambda follows the box either way.
+    """
     rng = np.random if rng is None else rng
     img_h, img_w = int(shape[-2]), int(shape[-1])
     if minmax is not None:
         lo, hi = minmax
         cut_h = int(rng.randint(int(img_h * lo), int(img_h * hi)))
         cut_w = int(rng.randint(int(img_w * lo), int(img_w * hi)))
-        top, left = int(rng.randint(0, img_h - cut_h)), int(rng.randint(0, img_w - cut_w))
+        top, left = int(rng.randint(0, img_h - cut_h + 1)), int(rng.randint(0, img_w - cut_w + 1))
         box = (top, top + cut_h, left, left + cut_w)
     else:
         ratio = np.sqrt(1.0 - lam)
@@ -51,9 +56,9 @@ def cutmix_box(
         cy, cx = int(rng.randint(0, img_h)), int(rng.randint(0, img_w))
         box = (
             int(np.clip(cy - cut_h // 2, 0, img_h)),
-            int(np.clip(cy + cut_h // 2, 0, img_h)),
+            int(np.clip(cy + (cut_h + 1) // 2, 0, img_h)),
             int(np.clip(cx - cut_w // 2, 0, img_w)),
-            int(np.clip(cx + cut_w // 2, 0, img_w)),
+            int(np.clip(cx + (cut_w + 1) // 2, 0, img_w)),
         )
     if correct_lam or minmax is not None:
         lam = 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / float(img_h * img_w)

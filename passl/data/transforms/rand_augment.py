@@ -45,27 +45,29 @@ def _enhance_arg(m: float, hp: Dict[str, Any]) -> Tuple:
 
 
 def _enhance_increasing_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (1.0 + _negate(m / MAX_LEVEL * 0.9),)
-
-
-def _posterize_increasing_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (4 - int(m / MAX_LEVEL * 4),)
+    # 1.0 is "no change"; the factor moves away from it both ways and never drops below 0.1 (matters with mmax > 10)
+    return (max(0.1, 1.0 + _negate(m / MAX_LEVEL * 0.9)),)
 
 
 def _posterize_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (int(m / MAX_LEVEL * 4) + 4,)
+    # bits kept, 0..4: fewer bits (stronger) at LOW magnitude, as timm's (and the TF EfficientNet) "Posterize"
+    return (int(m / MAX_LEVEL * 4),)
 
 
-def _solarize_increasing_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (256 - int(m / MAX_LEVEL * 256),)
+def _posterize_increasing_arg(m: float, hp: Dict[str, Any]) -> Tuple:
+    return (4 - _posterize_arg(m, hp)[0],)
 
 
 def _solarize_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (int(m / MAX_LEVEL * 256),)
+    return (min(256, int(m / MAX_LEVEL * 256)),)
+
+
+def _solarize_increasing_arg(m: float, hp: Dict[str, Any]) -> Tuple:
+    return (256 - _solarize_arg(m, hp)[0],)
 
 
 def _solarize_add_arg(m: float, hp: Dict[str, Any]) -> Tuple:
-    return (int(m / MAX_LEVEL * 110),)
+    return (min(128, int(m / MAX_LEVEL * 110)),)
 
 
 # Ops on PIL images.
@@ -196,6 +198,10 @@ def parse_rand_augment(config_str: str) -> Dict[str, Any]:
                 break
         else:
             raise ConfigError(f"RandAugment: unknown part '{part}' in '{config_str}' (known: m, n, mstd, mmax, inc, p)")
+    if out["magnitude_std"] > 100:  # timm: a huge std means "uniform in [0, m]"
+        out["magnitude_std"] = float("inf")
+    if not out["magnitude_max"]:  # timm: mmax0 falls back to the default bound
+        out["magnitude_max"] = MAX_LEVEL
     return out
 
 
@@ -219,6 +225,15 @@ class RandAugment:
         self.resample = pil_interp(interpolation)
         self.hparams = {"translate_pct": float(translate_pct)}
 
+    def level_args(self, name: str, magnitude: float) -> Tuple:
+        """The arguments of op ``name`` at ``magnitude`` (draws the random sign of signed ops)."""
+        level_fn = _OPS[name][1]
+        return level_fn(magnitude, self.hparams) if level_fn is not None else ()
+
+    def apply_args(self, img: Image.Image, name: str, args: Tuple) -> Image.Image:
+        """Op ``name`` with given arguments, this instance's fill colour and resampling; no randomness."""
+        return _OPS[name][0](img, *args, self.fill, self.resample)
+
     def apply_op(self, img: Image.Image, name: str) -> Image.Image:
         """One op with its own random decisions (apply?, magnitude, sign), in timm's order."""
         if self.prob < 1.0 and random.random() > self.prob:
@@ -229,9 +244,7 @@ class RandAugment:
         elif self.magnitude_std > 0:
             m = random.gauss(m, self.magnitude_std)
         m = max(0.0, min(m, self.magnitude_max))
-        fn, level_fn, _ = _OPS[name]
-        args = level_fn(m, self.hparams) if level_fn is not None else ()
-        return fn(img, *args, self.fill, self.resample)
+        return self.apply_args(img, name, self.level_args(name, m))
 
     def __call__(self, img: Image.Image) -> Image.Image:
         names = np.random.choice(self.op_names, self.num_layers, replace=True)

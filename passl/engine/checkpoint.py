@@ -16,7 +16,16 @@ import paddle.nn as nn
 
 from passl.registry import ConfigError
 
-__all__ = ["save_atomic", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state", "optimizer_state"]
+__all__ = [
+    "save_atomic",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "optimizer_state",
+    "float32_state",
+    "load_model_state",
+]
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
@@ -83,19 +92,59 @@ def set_rng_state_of(rng: np.random.RandomState, text: str) -> None:
     rng.set_state(pickle.loads(base64.b64decode(text.encode("ascii"))))
 
 
+def float32_state(model: nn.Layer) -> Dict[str, paddle.Tensor]:
+    """The model's state with float16/bfloat16 tensors (parameters under AMP O2) cast to float32: checkpoints are
+    float32 whatever the training precision."""
+    low = (paddle.float16, paddle.bfloat16)
+    return {k: v.astype("float32") if v.dtype in low else v for k, v in model.state_dict().items()}
+
+
+def load_model_state(model: nn.Layer, state: Dict[str, Any]) -> None:
+    """``set_state_dict``, casting each floating tensor to the dtype the model holds it in (float16 or bfloat16
+    under AMP O2; Paddle refuses a dtype mismatch)."""
+    own = model.state_dict()
+    cast = {}
+    for k, v in state.items():
+        if k in own and isinstance(v, paddle.Tensor) and paddle.is_floating_point(v) and v.dtype != own[k].dtype:
+            v = v.astype(own[k].dtype)
+        cast[k] = v
+    model.set_state_dict(cast)
+
+
+_MASTER_SUFFIX = re.compile(r"_fp32_master_\d+$")
+
+
 def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: nn.Layer, to_structured: bool, state=None):
     """Rename optimizer-state keys between Paddle's auto-generated parameter names (which depend on creation
-    order in the process) and the model's structured names, so a resumed process maps state to the right tensor."""
+    order in the process) and the model's structured names, so a resumed process maps state to the right tensor.
+
+    Accumulator keys start with the parameter's name (``linear_3.w_0_moment1_0``, and under AMP O2
+    ``linear_3.w_0_fp32_master_0_moment1_0``); the float32 master weights of AMP O2 sit in a nested dict keyed by
+    parameter name. When loading, each master weight is also renamed after the current parameter, because Paddle
+    names the master weight's accumulators after the master weight's own name."""
     pairs = [(p.name, n) for n, p in model.named_parameters()]
     src, dst = (0, 1) if to_structured else (1, 0)
     table = sorted(((a[src], a[dst]) for a in pairs), key=lambda t: -len(t[0]))
+    exact = dict(table)
+
+    def rename(key: str) -> str:
+        for old_prefix, new_prefix in table:
+            if key.startswith(old_prefix + "_"):
+                return new_prefix + key[len(old_prefix) :]
+        return key
+
     state = optimizer.state_dict() if state is None else state
     out = {}
     for key, value in state.items():
-        new = key
-        for old_prefix, new_prefix in table:
-            if key.startswith(old_prefix + "_"):
-                new = new_prefix + key[len(old_prefix) :]
-                break
-        out[new] = value
+        if key == "master_weights" and isinstance(value, dict):
+            masters = {}
+            for name, tensor in value.items():
+                new = exact.get(name, name)
+                if not to_structured and isinstance(tensor, paddle.Tensor):
+                    m = _MASTER_SUFFIX.search(tensor.name)
+                    tensor.name = new + (m.group(0) if m else "_fp32_master_0")
+                masters[new] = tensor
+            out[key] = masters
+        else:
+            out[rename(key)] = value
     return out

@@ -19,8 +19,10 @@ import paddle
 from passl.data import build_dataset
 from passl.data.loader import build_loader
 from passl.engine.checkpoint import (
+    float32_state,
     latest_checkpoint,
     load_checkpoint,
+    load_model_state,
     optimizer_state,
     rng_state,
     rng_state_of,
@@ -37,7 +39,7 @@ from passl.utils.config import AttrDict, dump_config
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process
 from passl.utils.logger import setup_logger
 
-__all__ = ["Trainer", "TrainingDiverged"]
+__all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
 
 logger = logging.getLogger("passl.train")
 
@@ -55,10 +57,33 @@ TRAIN_KEYS = {
     "auto_resume",
     "device",
 }
+AMP_KEYS = {"enable", "dtype", "level", "init_loss_scaling"}
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+
+
+class LossScaler(paddle.amp.GradScaler):
+    """``paddle.amp.GradScaler`` with its loss-scale update restated, same rule: after ``decr_every_n_nan_or_inf``
+    steps with inf/nan gradients the scale is multiplied by ``decr_ratio``, after ``incr_every_n_steps`` good steps
+    by ``incr_ratio``. Paddle 3.2's own ``_update`` prints ``float(self._scale)`` of a shape-[1] tensor when it
+    lowers the scale, a TypeError under NumPy >= 2.4: the first overflow would crash the run."""
+
+    def _update(self) -> None:
+        if not self._enable:
+            return
+        if self._cache_found_inf:
+            self._incr_count, self._decr_count = 0, self._decr_count + 1
+            if self._decr_count == self._decr_every_n_nan_or_inf:
+                self._scale = self._scale * self._decr_ratio
+                self._decr_count = 0
+            logger.info(f"inf/nan gradients: optimizer step skipped; loss scale now {self._scale.item():g}")
+        else:
+            self._decr_count, self._incr_count = 0, self._incr_count + 1
+            if self._incr_count == self._incr_every_n_steps:
+                self._scale = self._scale * self._incr_ratio
+                self._incr_count = 0
 
 
 def _device() -> str:
@@ -129,7 +154,16 @@ class Trainer:
         lr = float(ocfg.get("lr", 1e-3))
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)
         self.optimizer = build_optimizer(ocfg, self.model_without_ddp, self.lr_scheduler)
+        ema_cfg = tcfg.get("ema") or {}
+        self.ema = (  # built before AMP O2 casts the model: the EMA weights stay float32
+            ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enable") else None
+        )
         amp = tcfg.get("amp") or {}
+        if set(amp) - AMP_KEYS:
+            raise ConfigError(
+                f"train.amp has unknown key(s) {', '.join(sorted(set(amp) - AMP_KEYS))}; allowed: "
+                f"{', '.join(sorted(AMP_KEYS))}"
+            )
         self.amp_enable = bool(amp.get("enable", False))
         self.amp_dtype = amp.get("dtype", "float16")
         self.amp_level = amp.get("level", "O1")
@@ -137,7 +171,13 @@ class Trainer:
             raise ConfigError("train.amp.dtype must be float16 or bfloat16 and train.amp.level O1 or O2")
         self.scaler = None
         if self.amp_enable:
+            if paddle.get_device() == "cpu":
+                logger.warning(
+                    "train.amp.enable is set, but Paddle runs AMP only on GPU/XPU/custom devices: on cpu this run "
+                    "trains in float32 (auto_cast, decorate and GradScaler do nothing)"
+                )
             if self.amp_level == "O2":
+                # float16/bfloat16 weights in the model, float32 master weights in the optimizer (master_weight)
                 self.model_without_ddp, self.optimizer = paddle.amp.decorate(
                     models=self.model_without_ddp,
                     optimizers=self.optimizer,
@@ -145,13 +185,9 @@ class Trainer:
                     dtype=self.amp_dtype,
                     master_weight=True,
                 )
-            if self.amp_dtype == "float16":
-                self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 65536.0)))
+            if self.amp_dtype == "float16":  # bfloat16 has float32's range: no loss scaling
+                self.scaler = LossScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 65536.0)))
         self.amp_eval_dtype = self.amp_dtype if self.amp_enable else None
-        ema_cfg = tcfg.get("ema") or {}
-        self.ema = (
-            ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enable") else None
-        )
         self.model = paddle.DataParallel(self.model_without_ddp) if self.world_size > 1 else self.model_without_ddp
 
         mcfg = dcfg.get("mixup")
@@ -182,7 +218,7 @@ class Trainer:
     def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
         s = self.state
         return {
-            "model": self.model_without_ddp.state_dict(),
+            "model": float32_state(self.model_without_ddp),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": optimizer_state(self.optimizer, self.model_without_ddp, to_structured=True),
             "scheduler": self.lr_scheduler.state_dict(),
@@ -198,7 +234,7 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         ckpt = load_checkpoint(path)
-        self.model_without_ddp.set_state_dict(ckpt["model"])
+        load_model_state(self.model_without_ddp, ckpt["model"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.set_state_dict(ckpt["ema"])
         self.optimizer.set_state_dict(optimizer_state(self.optimizer, self.model_without_ddp, False, ckpt["optimizer"]))
@@ -284,6 +320,8 @@ class Trainer:
                 continue
             self.last_lr = self.optimizer.get_lr()  # the lr this step uses (hooks step the schedule afterwards)
             if self.scaler is not None:
+                # step() unscales the gradients, then optimizer.step() clips them (optimizer.clip_grad) and updates;
+                # when a gradient is inf/nan the update is skipped and update() lowers the loss scale.
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:

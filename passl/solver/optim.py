@@ -1,17 +1,18 @@
 """Optimizers with the official ConvNeXt parameter groups: no weight decay on 1-D parameters (biases, norms,
-gamma) and optional layer-wise lr decay driven by the model's own ``get_layer_id``."""
+gamma) and optional layer-wise lr decay driven by the model's own ``get_layer_id``; optional gradient clipping by
+the global norm over all groups."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import paddle
 import paddle.nn as nn
 
 from passl.registry import OPTIMIZERS, ConfigError
 
-__all__ = ["param_groups", "build_optimizer", "layer_id_of"]
+__all__ = ["param_groups", "build_optimizer", "layer_id_of", "clip_grad_norm_", "AdamW", "Momentum", "SGD"]
 
 logger = logging.getLogger("passl.solver")
 
@@ -58,33 +59,86 @@ def param_groups(
     return list(groups.values())
 
 
-def _adamw(params, learning_rate, weight_decay, betas=(0.9, 0.999), epsilon=1e-8, grad_clip=None, **_):
-    return paddle.optimizer.AdamW(
+@paddle.no_grad()
+def clip_grad_norm_(parameters: Iterable[paddle.Tensor], max_norm: float) -> Optional[paddle.Tensor]:
+    """Scale the gradients of ``parameters`` in place so that their joint L2 norm is at most ``max_norm``.
+
+    Same rule as ``paddle.nn.ClipGradByGlobalNorm`` (``grad *= max_norm / max(norm, max_norm)``, the norm summed
+    in float32 so float16/bfloat16 gradients do not overflow). Returns the norm before clipping as a float32 tensor
+    (no host synchronisation), or None when no parameter has a gradient.
+    """
+    grads = [p.grad for p in parameters if not p.stop_gradient and p.grad is not None]
+    if not grads:
+        return None
+    norm = paddle.sqrt(paddle.add_n([paddle.sum(paddle.square(g.astype("float32"))) for g in grads]))
+    coef = float(max_norm) / paddle.clip(norm, min=float(max_norm))
+    for g in grads:
+        g.multiply_(coef.astype(g.dtype))
+    return norm
+
+
+class _GlobalNormClip:
+    """Gradient clipping by the norm over *all* parameter groups, applied at the start of ``step()``.
+
+    Paddle hands an optimizer's ``grad_clip`` to each parameter group separately, so a ``ClipGradByGlobalNorm``
+    would clip every group (decay / no decay, each layer-decay scale) by that group's own norm. Under AMP,
+    ``GradScaler.step`` unscales the gradients before it calls ``step()``, so the clip sees true gradients; when
+    the scaler found inf/nan gradients, Paddle skips the update that follows.
+    """
+
+    clip_grad: Optional[float] = None
+    grad_norm: Optional[paddle.Tensor] = None  # the norm before clipping at the last step (when clipping)
+
+    def step(self) -> None:
+        if self.clip_grad:
+            groups = self._param_groups
+            params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+            self.grad_norm = clip_grad_norm_(params, self.clip_grad)
+        super().step()
+
+
+class AdamW(_GlobalNormClip, paddle.optimizer.AdamW):
+    """``paddle.optimizer.AdamW`` with global-norm ``clip_grad``."""
+
+
+class Momentum(_GlobalNormClip, paddle.optimizer.Momentum):
+    """``paddle.optimizer.Momentum`` with global-norm ``clip_grad``."""
+
+
+class SGD(_GlobalNormClip, paddle.optimizer.SGD):
+    """``paddle.optimizer.SGD`` with global-norm ``clip_grad``."""
+
+
+def _with_clip(optimizer: _GlobalNormClip, clip_grad: Optional[float]) -> _GlobalNormClip:
+    optimizer.clip_grad = float(clip_grad) if clip_grad else None
+    return optimizer
+
+
+def _adamw(params, learning_rate, weight_decay, betas=(0.9, 0.999), epsilon=1e-8, clip_grad=None, **_):
+    opt = AdamW(
         learning_rate=learning_rate,
         parameters=params,
         beta1=betas[0],
         beta2=betas[1],
         epsilon=epsilon,
         weight_decay=weight_decay,
-        grad_clip=grad_clip,
     )
+    return _with_clip(opt, clip_grad)
 
 
-def _momentum(params, learning_rate, weight_decay, momentum=0.9, nesterov=False, grad_clip=None, **_):
-    return paddle.optimizer.Momentum(
+def _momentum(params, learning_rate, weight_decay, momentum=0.9, nesterov=False, clip_grad=None, **_):
+    opt = Momentum(
         learning_rate=learning_rate,
         parameters=params,
         momentum=momentum,
         use_nesterov=nesterov,
         weight_decay=weight_decay,
-        grad_clip=grad_clip,
     )
+    return _with_clip(opt, clip_grad)
 
 
-def _sgd(params, learning_rate, weight_decay, grad_clip=None, **_):
-    return paddle.optimizer.SGD(
-        learning_rate=learning_rate, parameters=params, weight_decay=weight_decay, grad_clip=grad_clip
-    )
+def _sgd(params, learning_rate, weight_decay, clip_grad=None, **_):
+    return _with_clip(SGD(learning_rate=learning_rate, parameters=params, weight_decay=weight_decay), clip_grad)
 
 
 OPTIMIZERS.register(_adamw, name="AdamW")
@@ -113,11 +167,12 @@ def build_optimizer(cfg: Mapping[str, Any], model: nn.Layer, lr_scheduler) -> pa
             "param group wd=%s lr_scale=%.4g: %d tensors", g["weight_decay"], g["learning_rate"], len(g["names"])
         )
     clip = cfg.get("clip_grad")
-    grad_clip = nn.ClipGradByGlobalNorm(float(clip)) if clip else None
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise ConfigError(f"optimizer.clip_grad must be a non-negative number or null (off), got {clip!r}")
     kwargs = {k: v for k, v in cfg.items() if k in _SPECIFIC.get(name, set())}
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     paddle_groups = [{k: v for k, v in g.items() if k != "names"} for g in groups]
     return OPTIMIZERS.get(name)(
-        paddle_groups, lr_scheduler, float(cfg.get("weight_decay", 0.0)), grad_clip=grad_clip, **kwargs
+        paddle_groups, lr_scheduler, float(cfg.get("weight_decay", 0.0)), clip_grad=clip, **kwargs
     )

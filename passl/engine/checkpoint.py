@@ -52,6 +52,12 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
             f"{path} is not a PASSL training checkpoint (no 'model'/'epoch' keys); for weights only, "
             f"use model.pretrained instead of --resume"
         )
+    if "optimizer" not in ckpt:
+        raise ConfigError(
+            f"{path} holds weights and metrics only (best.pdparams / best_ema.pdparams keep no optimizer state), so a "
+            f"run cannot continue from it; resume from last.pdparams or epoch_N.pdparams in the same folder, or "
+            f"start a new run with -o model.pretrained={path}"
+        )
     return ckpt
 
 

@@ -43,6 +43,32 @@ __all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
 
 logger = logging.getLogger("passl.train")
 
+TOP_KEYS = {"seed", "output_dir", "model", "data", "optimizer", "lr_scheduler", "train", "export"}
+DATA_KEYS = {"train", "val", "mixup"}
+SPLIT_KEYS = {"dataset", "transforms", "batch_size", "num_workers"}
+EXPORT_KEYS = {"image_size"}
+# num_classes comes from the model's head and seed from the run's seed, so neither is a data.mixup key.
+MIXUP_KEYS = {
+    "mixup_alpha",
+    "cutmix_alpha",
+    "cutmix_minmax",
+    "prob",
+    "switch_prob",
+    "mode",
+    "label_smoothing",
+    "correct_lam",
+}
+
+
+def _check_keys(where: str, section, allowed) -> None:
+    unknown = set(section) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(allowed))} "
+            f"(see docs/configuration.md)"
+        )
+
+
 TRAIN_KEYS = {
     "epochs",
     "accum_steps",
@@ -108,6 +134,13 @@ class Trainer:
         for section in ("model", "data", "optimizer", "lr_scheduler"):
             if section not in cfg:
                 raise ConfigError(f"the config has no '{section}' section")
+        _check_keys("the config's top level", cfg, TOP_KEYS)
+        _check_keys("data", cfg.data, DATA_KEYS)
+        for split in ("train", "val"):
+            if cfg.data.get(split):
+                _check_keys(f"data.{split}", cfg.data[split], SPLIT_KEYS)
+        if cfg.get("export"):
+            _check_keys("export", cfg.export, EXPORT_KEYS)
         init_distributed()
         self.rank, self.world_size = get_rank(), get_world_size()
         paddle.set_device(tcfg.get("device") or _device())
@@ -195,6 +228,7 @@ class Trainer:
         if mcfg:
             from passl.data.mixup import Mixup
 
+            _check_keys("data.mixup", mcfg, MIXUP_KEYS)
             self.mixup = Mixup(
                 num_classes=self.model_without_ddp.num_classes, seed=self.seed + 1000 * self.rank, **dict(mcfg)
             )

@@ -109,3 +109,21 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
     cfg.data.train.dataset = {"name": "ImageNet", "root": str(tmp_path / "nope"), "split": "train"}
     with pytest.raises(ConfigError, match="ImageNet train folder not found"):
         Trainer(cfg)
+
+
+def test_unknown_keys_in_any_section_and_resume_from_weights_only_file(tmp_path):
+    for section, key in (("", "sed"), ("data", "mixupp"), ("data.train", "num_worker"), ("data.mixup", "seed")):
+        cfg = tiny_cfg(tmp_path)
+        node = cfg
+        for part in filter(None, section.split(".")):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        node[key] = 1
+        with pytest.raises(ConfigError, match=f"unknown key\\(s\\) {key}"):
+            Trainer(cfg)
+    cfg = tiny_cfg(tmp_path)
+    Trainer(cfg).train()
+    assert (tmp_path / "best.pdparams").exists()
+    with pytest.raises(ConfigError, match="holds weights and metrics only"):
+        Trainer(tiny_cfg(tmp_path), resume=str(tmp_path / "best.pdparams"))

@@ -5,18 +5,22 @@ Contract used across the library:
   end with ``Normalize`` (PIL -> float32 CHW numpy array) and may run array ops (RandomErasing) after it.
 - ``build_dataset(cfg, transforms=None)`` builds ``{name: ImageNet, ...}``; ``build_transforms(list)`` builds a
   ``Compose`` from ``[{name: Op, ...}, ...]``.
+- ``imagenet_classes()`` gives the 1000 ImageNet-1k ``(wnid, name)`` pairs shipped in ``imagenet_classes.txt``, in
+  label order (sorted wnids, the order of the class-folder datasets).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+import functools
+import os
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from passl.data import datasets as _datasets  # noqa: F401  (registers the datasets)
 from passl.data import transforms as _transforms  # noqa: F401  (registers the ops)
 from passl.data.transforms import Compose, build_transforms
 from passl.registry import DATASETS
 
-__all__ = ["build_dataset", "build_transforms", "Compose"]
+__all__ = ["build_dataset", "build_transforms", "Compose", "imagenet_classes", "imagenet_class_names", "imagenet_wnids"]
 
 
 def build_dataset(cfg: Mapping[str, Any], transforms: Optional[Sequence[Mapping[str, Any]]] = None):
@@ -25,3 +29,27 @@ def build_dataset(cfg: Mapping[str, Any], transforms: Optional[Sequence[Mapping[
     if transforms is not None:
         extra["transform"] = build_transforms(transforms)
     return DATASETS.build(cfg, **extra)
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> Tuple[Tuple[str, str], ...]:
+    """The 1000 ImageNet-1k ``(wnid, name)`` pairs in label order (sorted wnids); ``name`` is the WordNet lemmas,
+    e.g. ``("n01440764", "tench, Tinca tinca")``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_classes.txt")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                wnid, name = line.rstrip("\n").split("\t", 1)
+                out.append((wnid, name))
+    return tuple(out)
+
+
+def imagenet_class_names() -> List[str]:
+    """The 1000 ImageNet-1k class names, index = label."""
+    return [name for _, name in imagenet_classes()]
+
+
+def imagenet_wnids() -> List[str]:
+    """The 1000 ImageNet-1k wnids, sorted: index = label."""
+    return [wnid for wnid, _ in imagenet_classes()]

@@ -1,6 +1,5 @@
 """Export writes a Paddle inference model that agrees with dygraph; verification refuses a broken predictor."""
 
-import json
 import os
 import subprocess
 import sys

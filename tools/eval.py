@@ -2,6 +2,11 @@
 
 python tools/eval.py -c configs/convnext/convnext_tiny.yaml -o model.pretrained=PATH [--ema] [--report FILE]
 python -m paddle.distributed.launch --nproc_per_node 2 tools/eval.py -c ...   # each image counted once
+
+--backend auto (the default) evaluates on CPU through Paddle Inference: the model is exported to a temporary folder,
+checked against the dygraph model on one batch (refused above 1e-4), and run about 5x faster than dygraph on this
+kind of CPU; on a GPU it evaluates the dygraph model. --backend dygraph|paddle|onnx chooses explicitly, and
+--model-dir evaluates an existing export (tools/export_model.py) instead of exporting again.
 """
 
 from __future__ import annotations
@@ -9,18 +14,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import model_from_config  # noqa: E402
+from _common import input_shape, model_from_config  # noqa: E402
 
 from passl.data import build_dataset  # noqa: E402
 from passl.data.loader import build_loader  # noqa: E402
 from passl.engine.evaluator import evaluate  # noqa: E402
+from passl.inference import ExportError, build_predictor, export_model, verify_export  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
+
+
+def _backend(model, cfg, args):
+    """The callable to evaluate: the dygraph model, or a verified Paddle Inference / ONNX Runtime predictor."""
+    import paddle
+
+    backend = args.backend
+    if backend == "auto":
+        backend = "dygraph" if "gpu" in paddle.device.get_device() else "paddle"
+    args.backend_used = backend
+    if backend == "dygraph":
+        return model
+    threads = args.threads or max(1, (os.cpu_count() or 1) // get_world_size())
+    shape = input_shape(cfg)
+    model_dir = args.model_dir
+    if model_dir is None:
+        if backend == "onnx" and not args.model_dir:
+            raise ConfigError(
+                "--backend onnx evaluates an ONNX export: pass --model-dir (tools/export_model.py --onnx)"
+            )
+        model_dir = tempfile.mkdtemp(prefix=f"passl_eval_rank{get_rank()}_")
+        export_model(model, os.path.join(model_dir, "model"), [1, *shape])
+    predictor = build_predictor(backend, model_dir=model_dir, threads=threads)
+    diff = verify_export(
+        model,
+        predictor,
+        [2, *shape],
+        hint="evaluate with --backend dygraph, or check the Paddle version (3.3.x gives wrong oneDNN logits).",
+    )
+    if is_main_process():
+        print(f"backend {backend} ({model_dir}): matches the dygraph model, max |diff| {diff:.1e}", file=sys.stderr)
+
+    def run(images):
+        return paddle.to_tensor(predictor(images.numpy()))
+
+    return run
 
 
 def main(argv=None) -> int:
@@ -36,7 +80,11 @@ def main(argv=None) -> int:
         help="CSV of per-image top-5 predictions (index,label,top1..top5); with several processes each "
         "rank writes FILE.rankN with its own images",
     )
+    p.add_argument("--backend", choices=("auto", "dygraph", "paddle", "onnx"), default="auto")
+    p.add_argument("--model-dir", default=None, help="an existing export to evaluate (paddle/onnx backends)")
+    p.add_argument("--threads", type=int, default=None, help="CPU math threads per process (default: cores/procs)")
     args = p.parse_args(argv)
+    args.tmp_dir = None
     try:
         cfg = get_config(args.config, args.override)
         init_distributed()
@@ -46,6 +94,7 @@ def main(argv=None) -> int:
         dataset = build_dataset(val.dataset, val.get("transforms"))
         loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
+        model = _backend(model, cfg, args)
         rows = []
         sampler = loader.batch_sampler
 
@@ -55,11 +104,19 @@ def main(argv=None) -> int:
                 rows.append((sampler.indices[len(rows)], lab, *t))
 
         res = evaluate(model, loader, progress=True, on_batch=keep if args.predictions else None)
-    except ConfigError as e:
+    except (ConfigError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if args.tmp_dir:
+            shutil.rmtree(args.tmp_dir, ignore_errors=True)
     skipped = res.pop("skipped")
-    res.update(config=args.config, weights=args.weights or cfg.model.get("pretrained"), skipped_images=skipped)
+    res.update(
+        backend=args.backend_used,
+        config=args.config,
+        weights=args.weights or cfg.model.get("pretrained"),
+        skipped_images=skipped,
+    )
     if args.predictions:
         path = args.predictions if get_world_size() == 1 else f"{args.predictions}.rank{get_rank()}"
         with open(path + ".tmp", "w") as f:

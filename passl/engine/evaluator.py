@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 import paddle
 import paddle.nn as nn
@@ -20,7 +20,7 @@ logger = logging.getLogger("passl.eval")
 
 @paddle.no_grad()
 def evaluate(
-    model: nn.Layer,
+    model: Union[nn.Layer, Callable[[paddle.Tensor], paddle.Tensor]],
     loader: Any,
     *,
     loss_fn: Optional[Callable] = None,
@@ -28,11 +28,13 @@ def evaluate(
     progress: bool = False,
     on_batch: Optional[Callable[[paddle.Tensor, paddle.Tensor], None]] = None,
 ) -> Dict[str, float]:
-    """Run ``model`` over ``loader`` (integer labels). With several processes, the loader must shard without padding
+    """Run ``model`` (a Layer, or any callable from an image batch to logits) over ``loader`` (integer labels). With several processes, the loader must shard without padding
     (``passl.data.loader.ShardedEvalSampler``); sums are all-reduced so metrics equal a single-process run.
     ``loss_fn`` defaults to plain cross entropy; ``on_batch(logits, labels)`` sees every batch (predictions dumps)."""
-    was_training = model.training
-    model.eval()
+    is_layer = isinstance(model, nn.Layer)  # else a callable Tensor -> Tensor (an inference predictor)
+    was_training = is_layer and model.training
+    if is_layer:
+        model.eval()
     correct1 = correct5 = loss_sum = count = skipped = 0.0
     start = time.perf_counter()
     bar = None

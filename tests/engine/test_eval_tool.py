@@ -92,6 +92,21 @@ def test_predictions_and_metrics_equal_timm(tmp_path):
     assert out["top1"] == pytest.approx(100 * (logits.argmax(1) == labels).mean())
     top3 = np.argsort(-logits, 1)[:, :3]
     assert out["top5"] == pytest.approx(100 * np.mean([lab in t for lab, t in zip(labels, top3)]))
+    assert out["backend"] == "paddle"  # the CPU default: a verified Paddle Inference export
+    loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    assert out["loss"] == pytest.approx(loss, abs=1e-4)
+
+    # The dygraph backend gives the same predictions and metrics.
+    dy_preds, dy_report = tmp_path / "dy.csv", tmp_path / "dy.json"
+    res = _run(
+        ["tools/eval.py", "-c", CFG, *_overrides(data, weights), "--backend", "dygraph"]
+        + ["--predictions", str(dy_preds), "--report", str(dy_report)]
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert list(csv.DictReader(open(dy_preds))) == rows
+    dy = json.load(open(dy_report))
+    assert dy["backend"] == "dygraph" and dy["top1"] == out["top1"] and dy["top5"] == out["top5"]
+    assert dy["loss"] == pytest.approx(out["loss"], abs=1e-5)
 
 
 def test_two_processes_count_each_image_once(tmp_path):

@@ -20,7 +20,9 @@ def model_from_config(cfg: AttrDict, weights: Optional[str] = None, use_ema: Opt
         from passl.weights import load_pretrained
 
         ema = bool(cfg.model.get("pretrained_ema", False)) if use_ema is None else use_ema
-        load_pretrained(model, source, use_ema=ema)
+        report = load_pretrained(model, source, use_ema=ema)
+        if int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0:
+            print(f"weights: {report.summary()}", file=sys.stderr)
     else:
         print(
             "warning: no weights given (--weights or -o model.pretrained=ZOO_NAME|URL|PATH): "

@@ -35,24 +35,41 @@ def _model_for(arch: str, sd):
     )
 
 
-def _verify(arch: str, src_path: str, model, torch_layout: bool) -> float:
+def _verify(arch: str, model, raw, fmt: str, torch_layout: bool) -> float:
+    """timm's convnext_<arch> against our model on the same random batch. timm loads the ORIGINAL tensors through its
+    own checkpoint filter when it can read the layout (official, timm, PaddleClas), which checks our key mapping
+    independently; for our own and PASSL v1.1 files it gets the converted weights in the official layout."""
     try:
         import timm
         import torch
+        from timm.models.convnext import checkpoint_filter_fn
     except ImportError:
         raise ConfigError("--verify needs torch and timm (pip install -r requirements-dev.txt)") from None
-    raw = read_state_dict(src_path)
     ref = timm.create_model(f"convnext_{arch}", pretrained=False, num_classes=model.num_classes).eval()
-    if detect_format(raw.keys()) != "timm":  # let timm's own filter map official/PaddleClas names
-        from timm.models.convnext import checkpoint_filter_fn
-
+    if fmt in ("official", "timm"):
         tensors = {
-            k: torch.from_numpy(v.T.copy() if (not torch_layout and v.ndim == 2) else v.copy()) for k, v in raw.items()
+            k: torch.from_numpy(np.ascontiguousarray(v.T if (not torch_layout and v.ndim == 2) else v))
+            for k, v in raw.items()
         }
-        raw_t = checkpoint_filter_fn(tensors, ref)
-    else:
-        raw_t = {k: torch.from_numpy(v.copy()) for k, v in raw.items()}
-    ref.load_state_dict(raw_t)
+        ref.load_state_dict(checkpoint_filter_fn(tensors, ref) if fmt == "official" else tensors)
+        return _compare(ref, model)
+    official = {}
+    for k, v in model.state_dict().items():
+        v = v.numpy()
+        if k.startswith("head.fc."):
+            k = "head." + k[len("head.fc.") :]
+        elif k.startswith("backbone."):
+            k = k[len("backbone.") :]
+        if v.ndim == 2:  # Paddle Linear [in, out] -> PyTorch [out, in]
+            v = v.T
+        official[k] = torch.from_numpy(np.ascontiguousarray(v))
+    ref.load_state_dict(checkpoint_filter_fn(official, ref))
+    return _compare(ref, model)
+
+
+def _compare(ref, model) -> float:
+    import torch
+
     x = np.random.RandomState(0).randn(2, 3, 64, 64).astype("float32")
     with torch.no_grad():
         expected = ref(torch.from_numpy(x)).numpy()
@@ -84,9 +101,9 @@ def main(argv=None) -> int:
         if args.arch:
             model = _model_for(args.arch, sd)
             report = load_pretrained(model, path, use_ema=args.ema)
-            print(f"loads into ConvNeXt-{args.arch}: {len(report.loaded)} tensors, none missing or unexpected")
+            print(f"loads into ConvNeXt-{args.arch}: {report.summary()}")
             if args.verify:
-                diff = _verify(args.arch, path, model.eval(), torch_layout)
+                diff = _verify(args.arch, model.eval(), raw, fmt, torch_layout)
                 print(f"verify against timm convnext_{args.arch}: max |logit diff| {diff:.2e}")
                 if diff > 1e-4:
                     print("error: logits differ by more than 1e-4", file=sys.stderr)

@@ -45,11 +45,11 @@ def _backend(model, cfg, args):
     shape = input_shape(cfg)
     model_dir = args.model_dir
     if model_dir is None:
-        if backend == "onnx" and not args.model_dir:
+        if backend == "onnx":
             raise ConfigError(
                 "--backend onnx evaluates an ONNX export: pass --model-dir (tools/export_model.py --onnx)"
             )
-        model_dir = tempfile.mkdtemp(prefix=f"passl_eval_rank{get_rank()}_")
+        model_dir = args.tmp_dir = tempfile.mkdtemp(prefix=f"passl_eval_rank{get_rank()}_")
         export_model(model, os.path.join(model_dir, "model"), [1, *shape])
     predictor = build_predictor(backend, model_dir=model_dir, threads=threads)
     diff = verify_export(

@@ -74,10 +74,14 @@ def test_predictions_and_metrics_equal_timm(tmp_path):
     weights = tmp_path / "timm_atto.pth"
     torch.save(ref.state_dict(), weights)
     preds, report = tmp_path / "preds.csv", tmp_path / "report.json"
+    scratch = tmp_path / "scratch"  # the CPU default exports to a temporary folder, removed afterwards
+    scratch.mkdir()
     res = _run(
-        ["tools/eval.py", "-c", CFG, *_overrides(data, weights), "--predictions", str(preds), "--report", str(report)]
+        ["tools/eval.py", "-c", CFG, *_overrides(data, weights), "--predictions", str(preds), "--report", str(report)],
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    assert os.listdir(scratch) == []
     rows = list(csv.DictReader(open(preds)))
     tf = create_transform(input_size=(3, 64, 64), is_training=False, interpolation="bicubic", crop_pct=64 / 73)
     files = sorted((d, f) for d in os.listdir(data / "val") for f in os.listdir(data / "val" / d))

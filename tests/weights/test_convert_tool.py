@@ -36,7 +36,7 @@ def test_convert_official_pth_with_verify(tmp_path, repo_root):
         text=True,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "official layout" in res.stdout and "transposed" in res.stdout
+    assert "official layout" in res.stdout and "transposed" in res.stdout and "missing 0; unexpected 0" in res.stdout
     diff = float(res.stdout.split("max |logit diff| ")[1].split()[0])
     assert diff < 1e-4
 
@@ -54,6 +54,16 @@ def test_convert_official_pth_with_verify(tmp_path, repo_root):
         expected = ref(torch.from_numpy(x)).numpy()
     with paddle.no_grad():
         np.testing.assert_allclose(model(paddle.to_tensor(x)).numpy(), expected, atol=1e-4, rtol=0)
+
+    # Our own output converts again and verifies (timm gets it mapped back to the official layout).
+    res = subprocess.run(
+        [sys.executable, "tools/convert_weights.py", str(out), str(tmp_path / "again.pdparams"), "--arch", "atto"]
+        + ["--verify"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0 and "passl layout" in res.stdout and "missing 0; unexpected 0" in res.stdout
 
     res = subprocess.run(
         [sys.executable, "tools/convert_weights.py", str(src), str(out), "--verify"],

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         if not cfg.get("data", {}).get("val"):
             raise ConfigError(f"{args.config} has no data.val section to evaluate on")
         val = cfg.data.val
-        dataset = build_dataset(val.dataset, val.get("transforms"))
+        dataset = build_dataset(val.dataset, val.get("transforms"), for_eval=True)
         loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
         model = _backend(model, cfg, args)

@@ -23,12 +23,19 @@ from passl.registry import DATASETS
 __all__ = ["build_dataset", "build_transforms", "Compose", "imagenet_classes", "imagenet_class_names", "imagenet_wnids"]
 
 
-def build_dataset(cfg: Mapping[str, Any], transforms: Optional[Sequence[Mapping[str, Any]]] = None):
-    """Build a dataset; ``transforms`` (a list of op configs) is built and passed as ``transform=``."""
+def build_dataset(
+    cfg: Mapping[str, Any], transforms: Optional[Sequence[Mapping[str, Any]]] = None, for_eval: bool = False
+):
+    """Build a dataset; ``transforms`` (a list of op configs) is built and passed as ``transform=``. With
+    ``for_eval``, an image dataset skips corrupt images (``on_corrupt: skip``) by leaving them out of the metrics
+    (``skip_as: ignore``) unless the config says otherwise, so no image is ever counted twice."""
     extra = {}
     if transforms is not None:
         extra["transform"] = build_transforms(transforms)
-    return DATASETS.build(cfg, **extra)
+    ds = DATASETS.build(cfg, **extra)
+    if for_eval and hasattr(ds, "skip_as") and "skip_as" not in cfg:
+        ds.skip_as = "ignore"
+    return ds
 
 
 @functools.lru_cache(maxsize=1)

@@ -164,7 +164,7 @@ class Trainer:
         )
         self.val_loader = None
         if dcfg.get("val"):
-            val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"))
+            val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"), for_eval=True)
             self.val_loader = build_loader(
                 val_ds, dcfg.val.batch_size, train=False, num_workers=dcfg.val.get("num_workers", 0), seed=self.seed
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,8 +72,17 @@ def main(argv=None) -> int:
         cfg = get_config(args.config, args.override)
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
         shape = (4, *input_shape(cfg))
-        prefix = export_model(model, os.path.join(args.output, "model"), shape)
-        diff = verify_export(model, InferencePredictor(args.output, onednn=not args.no_onednn), shape, args.atol)
+        # Export into a staging folder and move the files into --output only once they are verified, so a refused
+        # model never sits where a deployment would pick it up.
+        stage = os.path.join(args.output, f".unverified{os.getpid()}")
+        try:
+            export_model(model, os.path.join(stage, "model"), shape)
+            diff = verify_export(model, InferencePredictor(stage, onednn=not args.no_onednn), shape, args.atol)
+            for name in os.listdir(stage):
+                os.replace(os.path.join(stage, name), os.path.join(args.output, name))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        prefix = os.path.join(args.output, "model")
         if args.onnx:
             onnx_msg = _export_onnx(model, args, shape)
     except ConfigError as e:

@@ -151,3 +151,36 @@ def test_export_and_predict_tools(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("a.png:")][0]
     assert sum(name in line for name in CLASSES) == 2
+
+
+def test_export_tool_refuses_a_mismatching_model_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_tool", os.path.join(ROOT, "tools", "export_model.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    class Broken(InferencePredictor):  # what a miscompiled inference build would do
+        def __call__(self, batch):
+            return super().__call__(batch) * 1.01 + 0.1
+
+    monkeypatch.setattr(tool, "InferencePredictor", Broken)
+    weights = tmp_path / "w.pdparams"
+    paddle.save(_model().state_dict(), str(weights))
+    out = tmp_path / "export"
+    args = ["-c", os.path.join(ROOT, "configs/convnext/convnext_tiny.yaml"), "--output", str(out)]
+    args += [
+        "-o",
+        "model.architecture.arch=atto",
+        "-o",
+        "model.head.in_channels=320",
+        "-o",
+        "model.head.num_classes=10",
+    ]
+    args += ["--weights", str(weights)]
+    assert tool.main(args) == 1
+    assert "export verification failed" in capsys.readouterr().err
+    assert os.listdir(out) == []  # neither the refused model nor its staging folder is left behind
+    monkeypatch.setattr(tool, "InferencePredictor", InferencePredictor)
+    assert tool.main(args) == 0
+    assert sorted(os.listdir(out)) == ["model.json", "model.pdiparams"]

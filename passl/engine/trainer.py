@@ -36,7 +36,7 @@ from passl.modeling import build_model
 from passl.registry import ConfigError
 from passl.solver import build_lr_scheduler, build_optimizer
 from passl.utils.config import AttrDict, dump_config
-from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process
+from passl.utils.dist import all_reduce_sum, get_rank, get_world_size, init_distributed, is_main_process
 from passl.utils.logger import setup_logger
 
 __all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
@@ -243,6 +243,16 @@ class Trainer:
 
         if resume is None and tcfg.get("auto_resume", True):
             resume = latest_checkpoint(self.output_dir)
+        if self.world_size > 1:
+            # Every process must make the same choice; without shared storage, machines other than rank 0's see no
+            # checkpoint and would silently start from scratch while rank 0 resumes.
+            found = int(all_reduce_sum([1.0 if resume else 0.0])[0])
+            if 0 < found < self.world_size:
+                raise ConfigError(
+                    f"only {found} of {self.world_size} processes found a checkpoint to resume from "
+                    f"(this one: {resume or 'none'} in {self.output_dir}); put output_dir on storage every machine "
+                    f"shares, or pass --resume PATH readable by all, or set train.auto_resume=false to start over"
+                )
         if resume:
             self.resume(resume)
         if is_main_process():

@@ -38,8 +38,10 @@ def input_shape(cfg: AttrDict) -> Tuple[int, int, int]:
     chans = int(cfg.model.architecture.get("in_chans", 3))
     size = None
     for op in (cfg.get("data", {}).get("val", {}) or {}).get("transforms") or []:
-        if op.get("name") == "CenterCrop" or (op.get("name") == "Resize" and isinstance(op.get("size"), list)):
-            size = op["size"]
+        if op.get("name") in ("CenterCrop", "ResizeCrop") or (
+            op.get("name") == "Resize" and isinstance(op.get("size"), list)
+        ):
+            size = op.get("size", 224)
     if size is None:
         size = cfg.get("export", {}).get("image_size", 224) if cfg.get("export") else 224
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))

@@ -47,3 +47,40 @@ def test_official_rules():
     assert eval_transform_cfgs(224)[1]["size"] == 256  # int(224 / 0.875)
     assert eval_transform_cfgs(384)[1]["size"] == [384, 384]  # squash, no crop
     assert [o["name"] for o in eval_transform_cfgs(384)] == ["ToRGB", "Resize", "Normalize"]
+
+
+@pytest.mark.parametrize(
+    "config, size, crop_pct, mode",
+    [
+        ("configs/convnext/convnext_tiny.yaml", 224, 0.875, "center"),
+        ("configs/convnext/convnext_base_22k_1k_384.yaml", 384, 1.0, "squash"),
+    ],
+)
+def test_shipped_eval_transforms_equal_timm(repo_root, config, size, crop_pct, mode):
+    from timm.data import create_transform
+
+    from passl.utils.config import get_config
+
+    cfg = get_config(f"{repo_root}/{config}")
+    ours = build_transforms(cfg.data.val.transforms)
+    ref = create_transform(
+        input_size=(3, size, size), is_training=False, interpolation="bicubic", crop_pct=crop_pct, crop_mode=mode
+    )
+    for img in _images()[:4] + _images()[-5:]:
+        np.testing.assert_allclose(ours(img), ref(img.convert("RGB")).numpy(), atol=1e-5)
+
+
+def test_resize_crop_knobs_follow_timm():
+    from timm.data import create_transform
+
+    img = _images()[0]
+    for crop_pct, mode in [(0.95, "center"), (1.0, "center"), (0.875, "squash")]:
+        ours = build_transforms(
+            [{"name": "ResizeCrop", "size": 160, "crop_pct": crop_pct, "crop_mode": mode}, {"name": "Normalize"}]
+        )
+        ref = create_transform(
+            input_size=(3, 160, 160), is_training=False, interpolation="bicubic", crop_pct=crop_pct, crop_mode=mode
+        )
+        np.testing.assert_allclose(ours(img), ref(img).numpy(), atol=1e-5, err_msg=f"{crop_pct} {mode}")
+    with pytest.raises(Exception, match="crop_pct must be in"):
+        build_transforms([{"name": "ResizeCrop", "crop_pct": 1.5}])

@@ -49,9 +49,7 @@ def _overrides(data_root, weights, n_classes=3):
         "-o",
         "data.val.num_workers=0",
         "-o",
-        "data.val.transforms.1.size=73",
-        "-o",
-        "data.val.transforms.2.size=64",
+        "data.val.transforms.1.size=64",  # ResizeCrop: short side int(64 / 0.875) = 73, crop 64
     ]
 
 
@@ -83,7 +81,7 @@ def test_predictions_and_metrics_equal_timm(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert os.listdir(scratch) == []
     rows = list(csv.DictReader(open(preds)))
-    tf = create_transform(input_size=(3, 64, 64), is_training=False, interpolation="bicubic", crop_pct=64 / 73)
+    tf = create_transform(input_size=(3, 64, 64), is_training=False, interpolation="bicubic", crop_pct=0.875)
     files = sorted((d, f) for d in os.listdir(data / "val") for f in os.listdir(data / "val" / d))
     batch = torch.stack([tf(Image.open(data / "val" / d / f).convert("RGB")) for d, f in files])
     labels = np.array([int(d[-1]) for d, _ in files])

@@ -30,9 +30,7 @@ TINY = [
     "-o",
     "model.head.in_channels=320",
     "-o",
-    "data.val.transforms.1.size=36",
-    "-o",
-    "data.val.transforms.2.size=32",
+    "data.val.transforms.1.size=32",  # ResizeCrop: short side int(32 / 0.875) = 36, crop 32
 ]
 
 

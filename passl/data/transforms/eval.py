@@ -10,7 +10,7 @@ from PIL import Image
 
 from passl.registry import TRANSFORMS, ConfigError
 
-__all__ = ["Resize", "CenterCrop", "Normalize", "ToRGB", "eval_transform_cfgs", "pil_interp"]
+__all__ = ["Resize", "CenterCrop", "ResizeCrop", "Normalize", "ToRGB", "eval_transform_cfgs", "pil_interp"]
 
 _INTERP = {
     "nearest": Image.NEAREST,
@@ -120,6 +120,55 @@ class Normalize:
         return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"
 
 
+@TRANSFORMS.register
+class ResizeCrop:
+    """The official eval geometry with timm's knobs: ``crop_mode`` "center" resizes the short side to
+    int(size / crop_pct) and center-crops ``size``; "squash" resizes to int(size / crop_pct) square and center-crops
+    ``size``; "auto" (default) is the official rule: a plain squash to size x size at 384 and above (crop_pct
+    ignored), "center" below. Set ``crop_pct``/``crop_mode`` to evaluate weights
+    published with other settings (e.g. ``crop_pct: 0.95``)."""
+
+    def __init__(
+        self, size: int = 224, crop_pct: float = 0.875, crop_mode: str = "auto", interpolation: str = "bicubic"
+    ) -> None:
+        if not 0 < float(crop_pct) <= 1:
+            raise ConfigError(f"ResizeCrop: crop_pct must be in (0, 1], got {crop_pct}")
+        self.size, self.crop_pct, self.crop_mode, self.interpolation = (
+            int(size),
+            float(crop_pct),
+            crop_mode,
+            interpolation,
+        )
+        ops = _geometry_cfgs(self.size, self.crop_pct, crop_mode, interpolation)
+        self.ops = [TRANSFORMS.build(dict(o)) for o in ops]
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        for op in self.ops:
+            img = op(img)
+        return img
+
+    def __repr__(self) -> str:
+        return (
+            f"ResizeCrop(size={self.size}, crop_pct={self.crop_pct}, crop_mode={self.crop_mode}, "
+            f"interpolation={self.interpolation})"
+        )
+
+
+def _geometry_cfgs(size: int, crop_pct: float, crop_mode: str, interpolation: str) -> List[Dict[str, Any]]:
+    if crop_mode == "auto":  # the official rule: at 384 and above a plain squash, whatever crop_pct says
+        crop_mode, crop_pct = ("squash", 1.0) if size >= 384 else ("center", crop_pct)
+    if crop_mode == "squash":  # timm's squash: resize to int(size / crop_pct) square, then center-crop size
+        scaled = int(size / crop_pct)
+        ops: List[Dict[str, Any]] = [{"name": "Resize", "size": [scaled, scaled], "interpolation": interpolation}]
+        return ops + ([{"name": "CenterCrop", "size": size}] if scaled != size else [])
+    if crop_mode == "center":
+        return [
+            {"name": "Resize", "size": int(size / crop_pct), "interpolation": interpolation},
+            {"name": "CenterCrop", "size": size},
+        ]
+    raise ConfigError(f"crop_mode must be auto, center or squash, got '{crop_mode}'")
+
+
 def eval_transform_cfgs(
     size: int = 224,
     crop_pct: float = 0.875,
@@ -128,18 +177,7 @@ def eval_transform_cfgs(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> List[Dict[str, Any]]:
-    """The official eval pipeline as op configs. ``crop_mode``: "center" (resize short side to
-    int(size / crop_pct), center crop), "squash" (resize to size x size), or "auto" (squash at 384 and above,
-    center below, as the official code)."""
-    if crop_mode == "auto":
-        crop_mode = "squash" if size >= 384 else "center"
-    ops: List[Dict[str, Any]] = [{"name": "ToRGB"}]
-    if crop_mode == "squash":
-        ops.append({"name": "Resize", "size": [size, size], "interpolation": interpolation})
-    elif crop_mode == "center":
-        ops.append({"name": "Resize", "size": int(size / crop_pct), "interpolation": interpolation})
-        ops.append({"name": "CenterCrop", "size": size})
-    else:
-        raise ConfigError(f"crop_mode must be auto, center or squash, got '{crop_mode}'")
+    """The official eval pipeline as op configs (``crop_mode`` as in :class:`ResizeCrop`)."""
+    ops: List[Dict[str, Any]] = [{"name": "ToRGB"}, *_geometry_cfgs(size, crop_pct, crop_mode, interpolation)]
     ops.append({"name": "Normalize", "mean": list(mean), "std": list(std)})
     return ops

@@ -48,3 +48,11 @@ def test_missing_name_key():
 def test_backbone_rejects_bad_argument_by_name():
     with pytest.raises(ConfigError, match="ConvNeXt' does not accept the argument\\(s\\) depth\\b"):
         BACKBONES.build({"name": "ConvNeXt", "depth": [1, 1, 1, 1]})
+
+
+def test_modeling_registries_are_populated_on_import():
+    import passl.modeling  # noqa: F401  (importing the package registers every component)
+    from passl.registry import ARCHITECTURES, HEADS, LOSSES
+
+    assert "ConvNeXt" in BACKBONES and "ConvNeXtClsHead" in HEADS and "Classification" in ARCHITECTURES
+    assert {"CrossEntropyLoss", "SoftTargetCrossEntropy"} <= set(LOSSES.names())

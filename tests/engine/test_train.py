@@ -1,5 +1,6 @@
-"""The trainer: every shipped recipe runs, accumulation is exact, NaN stops the run, bad keys fail early."""
+"""The trainer: every recipe runs, accumulation is exact and syncs once per step, NaN stops the run, bad keys fail."""
 
+import contextlib
 import glob
 import json
 import os
@@ -127,3 +128,52 @@ def test_unknown_keys_in_any_section_and_resume_from_weights_only_file(tmp_path)
     assert (tmp_path / "best.pdparams").exists()
     with pytest.raises(ConfigError, match="holds weights and metrics only"):
         Trainer(tiny_cfg(tmp_path), resume=str(tmp_path / "best.pdparams"))
+
+
+class _RecordingDataParallel:
+    """Stands in for paddle.DataParallel in one process with its sync switch: ``grad_need_sync``, cleared inside
+    ``no_sync()``. Paddle decides at forward time whether the coming backward all-reduces, so both the forward's
+    and the backward's view of the switch are recorded, one entry per micro-batch."""
+
+    def __init__(self, layer):
+        self.layer, self.grad_need_sync, self.forwards, self.backwards = layer, True, [], []
+        param = next(p for p in layer.parameters() if not p.stop_gradient)
+        param.register_hook(self._on_grad)
+
+    def _on_grad(self, grad):
+        self.backwards.append(self.grad_need_sync)
+        return grad
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        saved, self.grad_need_sync = self.grad_need_sync, False
+        try:
+            yield
+        finally:
+            self.grad_need_sync = saved
+
+    def __call__(self, *args, **kwargs):
+        self.forwards.append(self.grad_need_sync)
+        return self.layer(*args, **kwargs)
+
+    def train(self):
+        self.layer.train()
+
+    def eval(self):
+        self.layer.eval()
+
+
+def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
+    cfg = tiny_cfg(tmp_path, samples=12, max_steps=2)
+    cfg.data.train.batch_size = 2
+    cfg.train.accum_steps = 3
+    t = Trainer(cfg, hooks=[])
+    t.world_size = 2  # as if launched on two processes: the trainer must then sync through the wrapper
+    t.model = fake = _RecordingDataParallel(t.model_without_ddp)
+    events = []
+    step = t.optimizer.step
+    t.optimizer.step = lambda: (events.append(("step", list(fake.backwards))), step())[1]
+    assert t.train()["step"] == 2
+    pattern = [False, False, True] * 2  # per micro-batch: does it all-reduce?
+    assert fake.forwards == pattern and fake.backwards == pattern
+    assert events == [("step", pattern[:3]), ("step", pattern)]  # each step right after its one synced backward

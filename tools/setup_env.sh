@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# Debian/Ubuntu system Pythons refuse pip installs outside a virtualenv (PEP 668); this script is the documented
+# way to set up a throw-away machine, so allow it there. In a venv or pyenv the variable changes nothing.
+export PIP_BREAK_SYSTEM_PACKAGES=1
 WITH_DEV=${WITH_DEV:-1}
 
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then

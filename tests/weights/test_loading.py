@@ -178,3 +178,29 @@ def test_zoo_table_and_docs_agree():
     assert all(w.crop_mode == ("squash" if w.resolution >= 384 else "center") for w in ZOO.values())
     doc = open(os.path.join(ROOT, "docs", "model_zoo.md")).read()
     assert render_markdown() in doc, "docs/model_zoo.md is out of date: paste passl.weights.zoo.render_markdown()"
+
+
+def test_zoo_name_downloads_its_url_with_its_checksum(http_server, tmp_path, monkeypatch):
+    import dataclasses
+
+    from passl.registry import ConfigError
+
+    served, base, requests = http_server
+    monkeypatch.setenv("PASSL_WEIGHTS_DIR", str(tmp_path / "cache"))
+    src = _model()
+    _save_ours(served, src, "zoo_tiny.pdparams")
+    digest = hashlib.sha256((served / "zoo_tiny.pdparams").read_bytes()).hexdigest()
+    entry = dataclasses.replace(
+        ZOO["convnext_tiny_1k_224_ema"], url=f"{base}/zoo_tiny.pdparams", sha256=digest
+    )  # a real entry, pointed at the local server
+    monkeypatch.setitem(ZOO, "convnext_tiny_1k_224_ema", entry)
+    dst = _model()
+    report = load_pretrained(dst, "convnext_tiny_1k_224_ema")
+    assert not report.missing and len(requests) == 1
+    assert (tmp_path / "cache" / entry.filename).is_file()
+    np.testing.assert_array_equal(dst.head.fc.weight.numpy(), src.head.fc.weight.numpy())
+    monkeypatch.setitem(ZOO, "convnext_tiny_1k_224_ema", dataclasses.replace(entry, sha256="1" * 64))
+    (tmp_path / "cache" / entry.filename).unlink()
+    with pytest.raises(ConfigError, match="checksum mismatch"):
+        load_pretrained(_model(), "convnext_tiny_1k_224_ema")
+    assert not (tmp_path / "cache" / entry.filename).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
@@ -46,3 +46,31 @@ def input_shape(cfg: AttrDict) -> Tuple[int, int, int]:
         size = cfg.get("export", {}).get("image_size", 224) if cfg.get("export") else 224
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return chans, h, w
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for a local paddle.distributed.launch master)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_launch(script_and_args: List[str], nproc: int, log_dir: str) -> List[str]:
+    """The command running ``script_and_args`` as ``nproc`` processes on this machine through
+    paddle.distributed.launch (gloo on 127.0.0.1 on CPU), or directly when ``nproc`` is 1."""
+    if nproc <= 1:
+        return [sys.executable, *script_and_args]
+    return [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        str(nproc),
+        "--master",
+        f"127.0.0.1:{free_port()}",
+        "--log_dir",
+        log_dir,
+        *script_and_args,
+    ]

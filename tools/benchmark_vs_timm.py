@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,33 +27,17 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_common.py
+
+from _common import local_launch  # noqa: E402
 
 from passl.data.datasets.fashion_mnist import FashionMNIST  # noqa: E402
 from passl.solver.lr import cosine_schedule  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_ours(config: str, seed: int, epochs: int, nproc: int, per_proc: int, out: str) -> dict:
-    cmd = [sys.executable, "tools/train.py", "-c", config]
-    if nproc > 1:
-        cmd = [
-            sys.executable,
-            "-m",
-            "paddle.distributed.launch",
-            "--nproc_per_node",
-            str(nproc),
-            "--master",
-            f"127.0.0.1:{_free_port()}",
-            "--log_dir",
-            os.path.join(out, "launch_logs"),
-            *cmd[1:],
-        ]
+    cmd = local_launch(["tools/train.py", "-c", config], nproc, os.path.join(out, "launch_logs"))
     overrides = [f"seed={seed}", f"train.epochs={epochs}", f"output_dir={out}", "train.auto_resume=false"]
     overrides.append(f"data.train.batch_size={per_proc}")
     cmd += [x for o in overrides for x in ("-o", o)]

@@ -13,24 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_common.py
+
+from _common import local_launch  # noqa: E402
 
 from passl.data.datasets.fashion_mnist import CLASSES, FashionMNIST  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.plot import plot_training_curves  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(title: str, cmd, timings: dict) -> None:
@@ -61,20 +57,9 @@ def main(argv=None) -> int:
         return 2
     overrides = [x for o in args.override for x in ("-o", o)] + ["-o", f"output_dir={out}"]
     py, timings = sys.executable, {}
-    train = [py, "tools/train.py", "-c", args.config, *overrides]
-    if args.nproc > 1:
-        train = [
-            py,
-            "-m",
-            "paddle.distributed.launch",
-            "--nproc_per_node",
-            str(args.nproc),
-            "--master",
-            f"127.0.0.1:{_free_port()}",
-            "--log_dir",
-            os.path.join(out, "launch_logs"),
-            *train[1:],
-        ]
+    train = local_launch(
+        ["tools/train.py", "-c", args.config, *overrides], args.nproc, os.path.join(out, "launch_logs")
+    )
     os.makedirs(out, exist_ok=True)
     _run("train", train, timings)
     # The final weights, not best.pdparams: "best" was picked on these same test images, so its score would be

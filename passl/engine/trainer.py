@@ -38,53 +38,11 @@ from passl.solver import build_lr_scheduler, build_optimizer
 from passl.utils.config import AttrDict, dump_config
 from passl.utils.dist import all_reduce_sum, get_rank, get_world_size, init_distributed, is_main_process
 from passl.utils.logger import setup_logger
+from passl.utils.schema import validate_config
 
 __all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
 
 logger = logging.getLogger("passl.train")
-
-TOP_KEYS = {"seed", "output_dir", "model", "data", "optimizer", "lr_scheduler", "train", "export"}
-DATA_KEYS = {"train", "val", "mixup"}
-SPLIT_KEYS = {"dataset", "transforms", "batch_size", "num_workers"}
-EXPORT_KEYS = {"image_size"}
-# num_classes comes from the model's head and seed from the run's seed, so neither is a data.mixup key.
-MIXUP_KEYS = {
-    "mixup_alpha",
-    "cutmix_alpha",
-    "cutmix_minmax",
-    "prob",
-    "switch_prob",
-    "mode",
-    "label_smoothing",
-    "correct_lam",
-}
-
-
-def _check_keys(where: str, section, allowed) -> None:
-    unknown = set(section) - set(allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where} has unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(allowed))} "
-            f"(see docs/configuration.md)"
-        )
-
-
-TRAIN_KEYS = {
-    "epochs",
-    "accum_steps",
-    "amp",
-    "ema",
-    "log_interval",
-    "eval_interval",
-    "save_interval",
-    "keep_last",
-    "max_steps",
-    "visualdl",
-    "auto_resume",
-    "device",
-}
-AMP_KEYS = {"enable", "dtype", "level", "init_loss_scaling"}
-
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
@@ -124,23 +82,8 @@ class Trainer:
 
     def __init__(self, cfg: AttrDict, resume: Optional[str] = None, hooks: Optional[List[Hook]] = None) -> None:
         self.cfg = cfg
+        validate_config(cfg, require=("model", "data", "optimizer", "lr_scheduler"))  # every key, before any work
         tcfg = cfg.get("train") or {}
-        unknown = set(tcfg) - TRAIN_KEYS
-        if unknown:
-            raise ConfigError(
-                f"train section has unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                f"{', '.join(sorted(TRAIN_KEYS))}"
-            )
-        for section in ("model", "data", "optimizer", "lr_scheduler"):
-            if section not in cfg:
-                raise ConfigError(f"the config has no '{section}' section")
-        _check_keys("the config's top level", cfg, TOP_KEYS)
-        _check_keys("data", cfg.data, DATA_KEYS)
-        for split in ("train", "val"):
-            if cfg.data.get(split):
-                _check_keys(f"data.{split}", cfg.data[split], SPLIT_KEYS)
-        if cfg.get("export"):
-            _check_keys("export", cfg.export, EXPORT_KEYS)
         init_distributed()
         self.rank, self.world_size = get_rank(), get_world_size()
         paddle.set_device(tcfg.get("device") or _device())
@@ -192,11 +135,6 @@ class Trainer:
             ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enable") else None
         )
         amp = tcfg.get("amp") or {}
-        if set(amp) - AMP_KEYS:
-            raise ConfigError(
-                f"train.amp has unknown key(s) {', '.join(sorted(set(amp) - AMP_KEYS))}; allowed: "
-                f"{', '.join(sorted(AMP_KEYS))}"
-            )
         self.amp_enable = bool(amp.get("enable", False))
         self.amp_dtype = amp.get("dtype", "float16")
         self.amp_level = amp.get("level", "O1")
@@ -228,7 +166,6 @@ class Trainer:
         if mcfg:
             from passl.data.mixup import Mixup
 
-            _check_keys("data.mixup", mcfg, MIXUP_KEYS)
             self.mixup = Mixup(
                 num_classes=self.model_without_ddp.num_classes, seed=self.seed + 1000 * self.rank, **dict(mcfg)
             )

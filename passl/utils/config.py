@@ -4,6 +4,8 @@ Rules (see docs/configuration.md):
 - ``_base_: path.yaml`` (relative to the file) is merged under the file; a base may not have its own ``_base_``.
 - A string that looks like a number (PyYAML reads ``1e-6`` as a string) is an error naming the key: write ``1.0e-6``.
 - An override must name an existing key and keep its type (int -> float is allowed; a null key takes anything).
+- The result is checked against the one schema of config keys (passl/utils/schema.py): every key known, every value
+  of the right type and range, before any tool does any work.
 """
 
 from __future__ import annotations
@@ -111,8 +113,11 @@ def _check_number_strings(node: Any, path: str, where: str) -> None:
         )
 
 
-def get_config(path: str, overrides: Optional[Iterable[str]] = None, show: bool = False) -> AttrDict:
-    """Read ``path`` (with one level of ``_base_``), apply ``overrides`` (``["a.b=1", ...]``), return an AttrDict."""
+def get_config(
+    path: str, overrides: Optional[Iterable[str]] = None, show: bool = False, validate: bool = True
+) -> AttrDict:
+    """Read ``path`` (with one level of ``_base_``), apply ``overrides`` (``["a.b=1", ...]``), check it against the
+    config schema (``validate=False`` skips that, for files that are not library configs), return an AttrDict."""
     path = os.path.abspath(path)
     data = _read_yaml(path)
     base_ref = data.pop("_base_", None)
@@ -137,6 +142,13 @@ def get_config(path: str, overrides: Optional[Iterable[str]] = None, show: bool 
     for item in overrides or []:
         key, value = parse_overrides([item])[0]
         apply_override(cfg, key, value)
+    if validate:
+        from passl.utils.schema import validate_config
+
+        try:
+            validate_config(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     return cfg
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import input_shape, model_from_config  # noqa: E402
 
-from passl.data import build_dataset  # noqa: E402
+from passl.data import build_dataset, check_classes  # noqa: E402
 from passl.data.loader import build_loader  # noqa: E402
 from passl.engine.evaluator import evaluate  # noqa: E402
 from passl.inference import ExportError, build_predictor, export_model, verify_export  # noqa: E402
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
         dataset = build_dataset(val.dataset, val.get("transforms"), for_eval=True)
         loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
+        check_classes(model, val=dataset)
         model = _backend(model, cfg, args)
         rows = []
         sampler = loader.batch_sampler

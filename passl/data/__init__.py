@@ -17,25 +17,57 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from passl.data import datasets as _datasets  # noqa: F401  (registers the datasets)
 from passl.data import transforms as _transforms  # noqa: F401  (registers the ops)
+from passl.data.datasets.classes import check_classes
+from passl.data.datasets.imagenet import CorruptImageError, load_image
 from passl.data.transforms import Compose, build_transforms
 from passl.registry import DATASETS
 
-__all__ = ["build_dataset", "build_transforms", "Compose", "imagenet_classes", "imagenet_class_names", "imagenet_wnids"]
+__all__ = [
+    "build_dataset",
+    "build_transforms",
+    "check_classes",
+    "Compose",
+    "CorruptImageError",
+    "imagenet_classes",
+    "imagenet_class_names",
+    "imagenet_wnids",
+    "load_image",
+]
 
 
 def build_dataset(
-    cfg: Mapping[str, Any], transforms: Optional[Sequence[Mapping[str, Any]]] = None, for_eval: bool = False
+    cfg: Mapping[str, Any],
+    transforms: Optional[Sequence[Mapping[str, Any]]] = None,
+    for_eval: bool = False,
+    classes_from: Any = None,
 ):
     """Build a dataset; ``transforms`` (a list of op configs) is built and passed as ``transform=``. With
     ``for_eval``, an image dataset skips corrupt images (``on_corrupt: skip``) by leaving them out of the metrics
-    (``skip_as: ignore``) unless the config says otherwise, so no image is ever counted twice."""
-    extra = {}
+    (``skip_as: ignore``) unless the config says otherwise, so no image is ever counted twice.
+
+    ``classes_from`` (the training set) gives its class list to a class-folder dataset whose config has none, so a
+    validation folder missing a class maps the others by name, not by position."""
+    extra: dict = {}
     if transforms is not None:
         extra["transform"] = build_transforms(transforms)
-    ds = DATASETS.build(cfg, **extra)
+    known = getattr(classes_from, "classes", None)
+    if known is not None and cfg.get("classes") is None and "classes" in _parameters(DATASETS.get(cfg.get("name"))):
+        extra["classes"] = list(known)
+    ds = DATASETS.build({k: v for k, v in cfg.items() if not (k == "classes" and "classes" in extra)}, **extra)
     if for_eval and hasattr(ds, "skip_as") and "skip_as" not in cfg:
         ds.skip_as = "ignore"
+    if hasattr(ds, "config_key"):
+        ds.config_key = "data.val.dataset" if for_eval else "data.train.dataset"
     return ds
+
+
+def _parameters(target: Any) -> Tuple[str, ...]:
+    import inspect
+
+    try:
+        return tuple(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 @functools.lru_cache(maxsize=1)

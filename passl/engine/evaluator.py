@@ -11,6 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from passl.registry import ConfigError
 from passl.utils.dist import all_reduce_sum, is_main_process
 
 __all__ = ["evaluate"]
@@ -77,7 +78,8 @@ def evaluate(
     correct1, correct5, loss_sum, count, skipped = all_reduce_sum([correct1, correct5, loss_sum, count, skipped])
     if was_training:
         model.train()
-    count = max(count, 1.0)
+    if count == 0:
+        raise ConfigError(f"evaluation found no readable image ({int(skipped)} skipped as corrupt); check the files")
     return {
         "top1": 100.0 * correct1 / count,
         "top5": 100.0 * correct5 / count,

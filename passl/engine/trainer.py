@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import paddle
 
-from passl.data import build_dataset
+from passl.data import build_dataset, check_classes
 from passl.data.loader import build_loader
 from passl.engine.checkpoint import (
     float32_state,
@@ -43,6 +43,7 @@ from passl.utils.schema import validate_config
 __all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
 
 logger = logging.getLogger("passl.train")
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
@@ -107,7 +108,7 @@ class Trainer:
         )
         self.val_loader = None
         if dcfg.get("val"):
-            val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"), for_eval=True)
+            val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"), for_eval=True, classes_from=train_ds)
             self.val_loader = build_loader(
                 val_ds, dcfg.val.batch_size, train=False, num_workers=dcfg.val.get("num_workers", 0), seed=self.seed
             )
@@ -126,6 +127,7 @@ class Trainer:
                 drop_head=bool(cfg.model.get("drop_head", False)),
                 use_ema=bool(cfg.model.get("pretrained_ema", False)),
             )
+        check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
         ocfg = dict(cfg.optimizer)
         lr = float(ocfg.get("lr", 1e-3))
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)

@@ -256,12 +256,11 @@ def check_keys(value: Mapping, key: str, keys: Mapping[str, Spec]) -> None:
 
 # ----------------------------------------------------------------------------------------------- components
 def _registry(kind: str):
-    from passl import registry
-
     # Importing these packages registers their components.
     import passl.data  # noqa: F401
     import passl.modeling  # noqa: F401
     import passl.solver  # noqa: F401
+    from passl import registry
 
     return {
         "backbone": registry.BACKBONES,
@@ -402,10 +401,13 @@ def _image_dataset_args(**extra: Spec) -> Dict[str, Spec]:
         "root": Str(required=True),
         "on_corrupt": Str(["fail", "skip"]),
         "num_classes": Int(min=1, null=True),
-        "classes": OneOf(ListOf(Str(), min_len=1), Str(), null=True),
         "max_pixels": Int(min=1),
         **extra,
     }
+
+
+def _classes() -> Spec:
+    return OneOf(ListOf(Str(), min_len=1), Str(), null=True)
 
 
 COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
@@ -446,8 +448,8 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
         "SoftTargetCrossEntropy": {},
     },
     "dataset": {
-        "ImageNet": _image_dataset_args(split=Str()),
-        "ImageFolder": _image_dataset_args(skip_as=Str(["substitute", "ignore"])),
+        "ImageNet": _image_dataset_args(split=Str(), classes=_classes()),
+        "ImageFolder": _image_dataset_args(skip_as=Str(["substitute", "ignore"]), classes=_classes()),
         "ImageList": {
             **_image_dataset_args(list_file=Str(required=True), skip_as=Str(["substitute", "ignore"])),
         },
@@ -504,7 +506,10 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
         },
     },
     "optimizer": {
-        "AdamW": {"betas": ListOf(Float(min=0, max=1, max_open=True), length=2), "epsilon": Float(min=0, min_open=True)},
+        "AdamW": {
+            "betas": ListOf(Float(min=0, max=1, max_open=True), length=2),
+            "epsilon": Float(min=0, min_open=True),
+        },
         "Momentum": {"momentum": Float(min=0), "nesterov": Bool()},
         "SGD": {},
     },

@@ -1,5 +1,6 @@
 import pytest
 
+import passl.modeling  # noqa: F401  (registers the backbones the tests below look up, whatever ran before)
 from passl.registry import BACKBONES, ConfigError, Registry
 
 
@@ -8,14 +9,35 @@ class Thing:
         self.size, self.scale = size, scale
 
 
+class Greedy:
+    """A component that mutates every mapping and list it is given, at every depth."""
+
+    def __init__(self, size: int = 1, opts=None, stages=None):
+        opts["inner"]["depth"] = 99
+        opts["inner"]["extra"] = "added"
+        opts.pop("drop")
+        stages.append(4)
+        stages[0]["dim"] = -1
+        self.size, self.opts, self.stages = size, opts, stages
+
+
 def test_register_and_build_does_not_mutate_config():
+    from passl.utils.config import AttrDict
+
     reg = Registry("thing")
-    reg.register(Thing)
-    cfg = {"name": "Thing", "size": 3, "nested": None}
-    cfg.pop("nested")
-    before = dict(cfg)
-    obj = reg.build(cfg)
-    assert obj.size == 3 and cfg == before
+    reg.register(Greedy)
+    for make in (dict, AttrDict):
+        cfg = make(
+            name="Greedy",
+            size=3,
+            opts=make(inner=make(depth=1), drop=True),
+            stages=[make(dim=8), 2],
+        )
+        before = {"name": "Greedy", "size": 3, "opts": {"inner": {"depth": 1}, "drop": True}, "stages": [{"dim": 8}, 2]}
+        obj = reg.build(cfg)
+        assert obj.size == 3 and obj.opts["inner"]["depth"] == 99  # the component did mutate what it got
+        assert cfg == before  # ... a copy, at every depth: the config is untouched
+        assert type(obj.opts) is dict and type(obj.opts["inner"]) is dict  # plain values, not AttrDicts
 
 
 def test_duplicate_name_is_an_error():

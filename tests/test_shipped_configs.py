@@ -1,9 +1,11 @@
-"""Every shipped config loads, has well-typed values, and builds its model (at small dims when it is large)."""
+"""Every shipped config loads, has well-typed values, builds its model (at small dims when it is large) and runs a
+forward pass whose logits have one row per image and one column per class of the config."""
 
 import glob
 import numbers
 import os
 
+import paddle
 import pytest
 
 from passl.modeling import build_model
@@ -39,7 +41,7 @@ def test_config_values_have_the_right_types(path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
-def test_config_builds_its_model(path):
+def test_config_builds_its_model_and_runs_a_forward_pass(path):
     cfg = get_config(path)
     arch = cfg.model.architecture
     # The big variants build at reduced width to keep CI fast; their depths and code path are unchanged.
@@ -47,5 +49,11 @@ def test_config_builds_its_model(path):
         arch["dims"] = [16, 32, 64, 128]
         cfg.model.head.in_channels = 128
     model = build_model(cfg.model)
-    assert model.num_classes == cfg.model.head.num_classes
-    assert model.backbone.num_features == cfg.model.head.in_channels
+    model.eval()
+    chans = int(arch.get("in_chans", 3))
+    # A small input: 8x the stem stride leaves one pixel per image at the last stage (16 px for the demo).
+    side = 8 * int(arch.get("patch_size", 4))
+    with paddle.no_grad():
+        logits = model(paddle.randn([2, chans, side, side]))
+    assert logits.shape == [2, int(cfg.model.head.num_classes)]
+    assert bool(paddle.isfinite(logits).all())

@@ -5,28 +5,50 @@ the entries of a list of mappings (``data.train.transforms[].size``), ``_replace
 key is the backticked text in the first cell of a table row; in it, ``*`` stands for exactly one path segment
 (``data.*.dataset.root`` covers ``data.train.dataset.root`` and ``data.val.dataset.root``).
 
-The reverse check is deliberately loose: a documented key must match a key of some shipped config, or its last
-segment must be a name the library or the tools use (a string constant, an attribute or a parameter name in
-passl/ or tools/). It catches typos and keys of removed features, not every wrong path.
+The page is tested against the one config schema (passl/utils/schema.py), full dotted paths throughout: every key
+the schema knows is documented, every documented key is a schema key (or one of the loader's markers), the type
+column names the schema's type (and says "null" where null is allowed), and every shipped config passes the schema.
 """
 
 from __future__ import annotations
 
-import ast
 import glob
 import os
 import re
-from typing import Dict, Iterator, List, Pattern, Set
+from typing import Dict, Iterator, List, Pattern, Set, Tuple
 
 import pytest
 import yaml
 
 from passl.utils.config import get_config, to_dict
+from passl.utils.schema import (
+    Bool,
+    Component,
+    Float,
+    Int,
+    ListOf,
+    OneOf,
+    Section,
+    Str,
+    schema_items,
+    schema_paths,
+    validate_config,
+)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DOC = os.path.join(ROOT, "docs", "configuration.md")
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
 MERGE_MARKER = "_replace_"
+LOADER_KEYS = {"_base_", MERGE_MARKER}  # read and removed by the loader, never seen by the schema
+TYPE_WORDS = [
+    (Bool, {"bool"}),
+    (Int, {"int"}),
+    (Float, {"float"}),
+    (Str, {"string"}),
+    (ListOf, {"list", "["}),
+    (Section, {"mapping"}),
+    (Component, {"mapping"}),
+]
 
 
 def key_paths(node, prefix: str = "") -> Iterator[str]:
@@ -58,39 +80,27 @@ def config_keys() -> Dict[str, str]:
     return found
 
 
-def documented_keys() -> List[str]:
-    """The backticked keys in the first cell of every table row of configuration.md."""
-    keys = []
+def documented_rows() -> List[Tuple[str, str]]:
+    """(backticked key of the first cell, the type cell) of every table row of configuration.md."""
+    rows = []
     with open(DOC, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line.startswith("|"):
                 continue
-            first_cell = line.strip("|").split("|")[0]
-            keys.extend(re.findall(r"`([^`]+)`", first_cell))
-    return keys
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            for key in re.findall(r"`([^`]+)`", cells[0]):
+                rows.append((key, cells[1] if len(cells) > 1 else ""))
+    return rows
+
+
+def documented_keys() -> List[str]:
+    """The backticked keys in the first cell of every table row of configuration.md."""
+    return [key for key, _ in documented_rows()]
 
 
 def as_pattern(doc_key: str) -> Pattern:
     return re.compile(re.escape(doc_key).replace(r"\*", r"[^.\[\]]+"))
-
-
-def names_known_to_code() -> Set[str]:
-    """String constants, attribute names and parameter names of every module in passl/ and tools/."""
-    names: Set[str] = set()
-    files = glob.glob(os.path.join(ROOT, "passl", "**", "*.py"), recursive=True)
-    files += glob.glob(os.path.join(ROOT, "tools", "*.py"))
-    for path in files:
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), filename=path)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                names.add(node.value)
-            elif isinstance(node, ast.Attribute):
-                names.add(node.attr)
-            elif isinstance(node, ast.arg):
-                names.add(node.arg)
-    return names
 
 
 def test_scheme_on_a_small_tree():
@@ -120,21 +130,53 @@ def test_no_key_is_documented_twice():
     assert not twice, f"documented more than once in docs/configuration.md: {', '.join(twice)}"
 
 
-def test_every_documented_key_is_known():
-    used = list(config_keys())
-    code_names = names_known_to_code()
-    unknown = []
-    for doc_key in documented_keys():
-        pattern = as_pattern(doc_key)
-        if any(pattern.fullmatch(k) for k in used):
-            continue
-        leaf = re.split(r"[.\[\]]+", doc_key.rstrip("[]"))[-1]
-        if leaf not in code_names:
-            unknown.append(doc_key)
+def test_every_documented_key_is_a_schema_key():
+    known = set(schema_paths()) | LOADER_KEYS
+    unknown = [k for k in documented_keys() if not any(as_pattern(k).fullmatch(p) for p in known)]
     assert not unknown, (
-        "documented in docs/configuration.md, but no shipped config has the key and no code uses its name: "
+        "documented in docs/configuration.md, but the config schema (passl/utils/schema.py) has no such key: "
         + ", ".join(unknown)
     )
+
+
+def test_every_schema_key_is_documented():
+    patterns = [as_pattern(k) for k in documented_keys()]
+    missing = [p for p in schema_paths() if not any(pat.fullmatch(p) for pat in patterns)]
+    assert not missing, "keys the config schema checks but docs/configuration.md does not document: " + ", ".join(
+        missing
+    )
+
+
+def _type_words(spec) -> Set[str]:
+    if isinstance(spec, OneOf):
+        return set().union(*(_type_words(o) for o in spec.options))
+    for cls, words in TYPE_WORDS:
+        if isinstance(spec, cls):
+            return words
+    return set()
+
+
+def test_documented_types_agree_with_the_schema():
+    specs: Dict[str, list] = {}
+    for path, spec in schema_items():
+        specs.setdefault(path, []).append(spec)
+    wrong = []
+    for key, type_cell in documented_rows():
+        pattern = as_pattern(key)
+        matching = [s for p, group in specs.items() if pattern.fullmatch(p) for s in group]
+        if not matching:
+            continue  # loader markers; the test above reports keys the schema lacks
+        words = set().union(*(_type_words(s) for s in matching))
+        if not any(w in type_cell for w in words):
+            wrong.append(f"{key}: documented as '{type_cell}', the schema says {' / '.join(sorted(words))}")
+        elif any(s.null for s in matching) and "null" not in type_cell:
+            wrong.append(f"{key}: documented as '{type_cell}', but the schema also allows null")
+    assert not wrong, "type column disagrees with the config schema:\n  " + "\n  ".join(wrong)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_config_passes_the_schema(path):
+    validate_config(get_config(path, validate=False))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))

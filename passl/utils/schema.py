@@ -18,7 +18,7 @@ import difflib
 import inspect
 import math
 import typing
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from passl.registry import ConfigError
 
@@ -27,6 +27,7 @@ __all__ = [
     "COMPONENT_ARGS",
     "validate_config",
     "schema_paths",
+    "schema_items",
     "Spec",
     "Int",
     "Float",
@@ -85,8 +86,8 @@ class Spec:
     def accepts(self, value: Any) -> bool:  # pragma: no cover
         raise NotImplementedError
 
-    def paths(self, prefix: str) -> Iterator[str]:
-        """Key paths below this one, in the documentation's scheme (dots, ``[]`` for list entries)."""
+    def items(self, prefix: str) -> Iterator[Tuple[str, "Spec"]]:
+        """(key path, spec) below this one, in the documentation's scheme (dots, ``[]`` for list entries)."""
         return iter(())
 
 
@@ -191,8 +192,8 @@ class ListOf(Spec):
         for i, x in enumerate(value):
             self.item.check(x, f"{key}[{i}]")
 
-    def paths(self, prefix: str) -> Iterator[str]:
-        yield from self.item.paths(prefix + "[]")
+    def items(self, prefix: str) -> Iterator[Tuple[str, Spec]]:
+        yield from self.item.items(prefix + "[]")
 
 
 class OneOf(Spec):
@@ -224,11 +225,11 @@ class Section(Spec):
             raise _bad(key, value, self.describe())
         check_keys(value, key, self.keys)
 
-    def paths(self, prefix: str) -> Iterator[str]:
+    def items(self, prefix: str) -> Iterator[Tuple[str, Spec]]:
         for k, spec in self.keys.items():
             path = f"{prefix}.{k}" if prefix else k
-            yield path
-            yield from spec.paths(path)
+            yield path, spec
+            yield from spec.items(path)
 
 
 def _where(key: str) -> str:
@@ -286,9 +287,16 @@ class Component(Spec):
     """A mapping ``{name: X, arg: value, ...}`` built through registry ``kind``. ``common`` are keys every name takes
     (the optimizer's ``lr``); ``default`` is the name used when ``name`` is absent (else ``name`` is required)."""
 
-    def __init__(self, kind: str, common: Optional[Dict[str, Spec]] = None, default: Optional[str] = None, **kw):
+    def __init__(
+        self,
+        kind: str,
+        common: Optional[Dict[str, Spec]] = None,
+        default: Optional[str] = None,
+        alias: bool = False,
+        **kw,
+    ):
         super().__init__(**kw)
-        self.kind, self.common, self.default = kind, dict(common or {}), default
+        self.kind, self.common, self.default, self.alias = kind, dict(common or {}), default, alias
 
     def _describe(self) -> str:
         return f"a mapping with a 'name' key (a registered {self.kind}) and its arguments"
@@ -323,18 +331,16 @@ class Component(Spec):
             )
         check_keys(rest, key, args)
 
-    def paths(self, prefix: str) -> Iterator[str]:
-        yield f"{prefix}.name"
-        seen = set()
-        names = list(COMPONENT_ARGS.get(self.kind, {}))
-        for name in names or [None]:
+    def items(self, prefix: str) -> Iterator[Tuple[str, Spec]]:
+        if self.alias:  # another spelling of a key documented in full elsewhere (model.backbone)
+            return
+        yield f"{prefix}.name", Str(required=self.default is None)
+        for name in list(COMPONENT_ARGS.get(self.kind, {})) or [None]:
             args = {**self.common, **(COMPONENT_ARGS.get(self.kind, {}).get(name, {}) if name else {})}
             for k, spec in args.items():
                 path = f"{prefix}.{k}"
-                if path not in seen:
-                    seen.add(path)
-                    yield path
-                    yield from spec.paths(path)
+                yield path, spec
+                yield from spec.items(path)
 
 
 class _AnyValue(Spec):
@@ -414,7 +420,7 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
     "architecture": {
         "Classification": {
             "architecture": Component("backbone", null=True),
-            "backbone": Component("backbone", null=True),
+            "backbone": Component("backbone", null=True, alias=True),  # PASSL v1's name for "architecture"
             "head": Component("head", required=True),
             "loss": Component("loss", null=True),
             "pretrained": Str(null=True),
@@ -623,13 +629,15 @@ def validate_config(cfg: Mapping[str, Any], require: Sequence[str] = ()) -> None
     SCHEMA.check(cfg, "")
 
 
+def schema_items() -> List[Tuple[str, Spec]]:
+    """Every (key path, spec) the schema knows, in the documentation's scheme (``data.train.transforms[].size``);
+    a path that several components share (``prob``) comes once per component."""
+    return list(SCHEMA.items(""))
+
+
 def schema_paths() -> List[str]:
-    """Every key path the schema knows, in the documentation's scheme (``data.train.transforms[].size``)."""
-    out: List[str] = []
-    for p in SCHEMA.paths(""):
-        if p not in out:
-            out.append(p)
-    return out
+    """Every key path the schema knows, once each, in schema order."""
+    return list(dict.fromkeys(p for p, _ in schema_items()))
 
 
 def component_table(kind: str) -> Dict[str, Dict[str, Spec]]:

@@ -11,6 +11,7 @@ Rules (see docs/configuration.md):
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from typing import Any, Iterable, List, Mapping, Optional
@@ -189,7 +190,10 @@ def apply_override(cfg: AttrDict, key: str, value: Any) -> None:
         elif isinstance(node, Mapping) and part in node:
             node = node[part]
         else:
-            raise ConfigError(f"override '{key}': there is no key '{'.'.join(parts[: i + 1])}' in the config")
+            keys = [str(k) for k in node] if isinstance(node, Mapping) else []
+            close = difflib.get_close_matches(str(part), keys, n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr('.'.join([*parts[:i], c])) for c in close)}?)" if close else ""
+            raise ConfigError(f"override '{key}': there is no key '{'.'.join(parts[: i + 1])}' in the config{hint}")
         if not isinstance(node, (Mapping, list)):
             raise ConfigError(f"override '{key}': '{'.'.join(parts[: i + 1])}' is a {_type_name(node)}, not a section")
     last = parts[-1]
@@ -200,9 +204,12 @@ def apply_override(cfg: AttrDict, key: str, value: Any) -> None:
         old = node[last]
     else:
         if last not in node:
-            close = [k for k in node if str(k).lower().startswith(str(last)[:3].lower())]
-            hint = f"; keys that look close: {', '.join(map(str, close))}" if close else ""
-            raise ConfigError(f"override '{key}': there is no key '{key}' in the config{hint}")
+            close = difflib.get_close_matches(str(last), [str(k) for k in node], n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr('.'.join([*parts[:-1], c])) for c in close)}?)" if close else ""
+            raise ConfigError(
+                f"override '{key}': there is no key '{key}' in the config{hint}; keys here: "
+                f"{', '.join(map(str, node)) or 'none'}"
+            )
         old = node[last]
     if old is not None and value is not None:
         ok = type(old) is type(value) or (type(old) is float and type(value) is int)

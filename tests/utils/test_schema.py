@@ -173,3 +173,12 @@ def test_a_component_without_a_table_is_checked_through_its_signature():
             validate_config(base)
     finally:
         BACKBONES._items.pop("SchemaProbe")
+
+
+def test_misspelt_override_keys_get_a_did_you_mean():
+    with pytest.raises(
+        ConfigError, match=r"no key 'train.ema.enabled' in the config \(did you mean 'train.ema.enable'\?\)"
+    ):
+        get_config(DEMO, ["train.ema.enabled=true"])
+    with pytest.raises(ConfigError, match=r"no key 'trian' in the config \(did you mean 'train'\?\)"):
+        get_config(DEMO, ["trian.epochs=2"])

@@ -203,3 +203,14 @@ def test_trainer_val_subset_takes_the_train_class_list(tmp_path):
     cfg.data.val.transforms = ops
     t = Trainer(cfg)
     assert [label for _, label in t.val_loader.dataset.dataset.samples] == [0, 2]
+
+
+def test_load_image_is_reusable_for_predict(tmp_path):
+    # tools/predict.py reads single images through the same function: mode, cap and path in the message
+    path = _png(tmp_path / "x.png", 90, size=16)
+    assert load_image(str(path), mode="L").mode == "L"
+    with pytest.raises(CorruptImageError, match=r"x.png claims 16x16 = 256 pixels.*raise data.val.dataset.max_pixels"):
+        load_image(str(path), max_pixels=100, cap_key="data.val.dataset.max_pixels")
+    (tmp_path / "t.png").write_bytes(open(path, "rb").read()[:60])  # truncated
+    with pytest.raises(CorruptImageError, match=r"cannot decode image .*t.png"):
+        load_image(str(tmp_path / "t.png"))

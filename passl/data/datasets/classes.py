@@ -10,9 +10,12 @@ __all__ = ["check_classes"]
 
 
 def _unwrap(dataset: Any) -> Any:
-    from passl.data.loader import SeededDataset
-
-    return dataset.dataset if isinstance(dataset, SeededDataset) else dataset
+    """The dataset itself, under the loader's wrappers (SeededDataset and the like hold it as ``.dataset``)."""
+    for _ in range(8):
+        if any(hasattr(dataset, a) for a in ("classes", "samples", "num_classes")) or not hasattr(dataset, "dataset"):
+            break
+        dataset = dataset.dataset
+    return dataset
 
 
 def _check_one(model: Any, dataset: Any, key: str) -> None:

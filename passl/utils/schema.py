@@ -45,8 +45,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 
 
 def _fmt(value: Any) -> str:
+    """A value as the YAML file spells it (null, true), shortened."""
     if isinstance(value, Mapping):
         return "a mapping"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -25,7 +25,7 @@ def _load(tmp_path, text):
 
 BAD = [
     # issue 16 point 8, one case per defect it lists
-    ("train: {ema: {enabled: true}}", r"train.ema has unknown key\(s\) enabled \(= True\) \(did you mean 'enable'\?\)"),
+    ("train: {ema: {enabled: true}}", r"train.ema has unknown key\(s\) enabled \(= true\) \(did you mean 'enable'\?\)"),
     ("train: {ema: {decay: 1.5}}", r"'train.ema.decay' is 1.5; allowed: a number in \[0, 1\)"),
     ("train: {ema: {enable: 'false'}}", r"'train.ema.enable' is 'false'; allowed: true or false"),
     ("train: {visualdl: 'no'}", r"'train.visualdl' is 'no'; allowed: true or false"),
@@ -40,6 +40,7 @@ BAD = [
     ("optimizer: {lr: fast}", r"'optimizer.lr' is 'fast'; allowed: a number >= 0"),
     ("lr_scheduler: {warmup_epochs: five}", r"'lr_scheduler.warmup_epochs' is 'five'; allowed: a number >= 0"),
     ("train: 5", r"'train' is 5; allowed: a mapping with the keys epochs, "),
+    ("data: {train: {batch_size: null}}", r"'data.train.batch_size' is null; allowed: an integer >= 1"),
     ("data: {train: {dataset: FashionMNIST}}", r"'data.train.dataset' is 'FashionMNIST'; allowed: a mapping"),
     # misspelt keys anywhere get a did-you-mean
     ("optimiser: {lr: 0.1}", r"top level has unknown key\(s\) optimiser .*did you mean 'optimizer'"),

@@ -45,7 +45,7 @@ logger = logging.getLogger("passl.train")
 
 TOP_KEYS = {"seed", "output_dir", "model", "data", "optimizer", "lr_scheduler", "train", "export"}
 DATA_KEYS = {"train", "val", "mixup"}
-SPLIT_KEYS = {"dataset", "transforms", "batch_size", "num_workers"}
+SPLIT_KEYS = {"dataset", "transforms", "batch_size", "num_workers", "use_shared_memory", "persistent_workers"}
 EXPORT_KEYS = {"image_size"}
 # num_classes comes from the model's head and seed from the run's seed, so neither is a data.mixup key.
 MIXUP_KEYS = {
@@ -112,6 +112,19 @@ class LossScaler(paddle.amp.GradScaler):
                 self._incr_count = 0
 
 
+def _loader_options(dcfg, split: str) -> Dict[str, Any]:
+    """Worker options of ``data.<split>``: ``num_workers``, ``use_shared_memory`` and ``persistent_workers`` (both
+    true by default; see docs/training.md)."""
+    c = dcfg[split]
+    out = {"num_workers": int(c.get("num_workers", 0))}
+    for key in ("use_shared_memory", "persistent_workers"):
+        value = c.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"data.{split}.{key} must be true or false, got {value!r}")
+        out[key] = value
+    return out
+
+
 def _device() -> str:
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
@@ -160,13 +173,13 @@ class Trainer:
         dcfg = cfg.data
         train_ds = build_dataset(dcfg.train.dataset, dcfg.train.get("transforms"))
         self.train_loader = build_loader(
-            train_ds, dcfg.train.batch_size, train=True, num_workers=dcfg.train.get("num_workers", 0), seed=self.seed
+            train_ds, dcfg.train.batch_size, train=True, seed=self.seed, **_loader_options(dcfg, "train")
         )
         self.val_loader = None
         if dcfg.get("val"):
             val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"), for_eval=True)
             self.val_loader = build_loader(
-                val_ds, dcfg.val.batch_size, train=False, num_workers=dcfg.val.get("num_workers", 0), seed=self.seed
+                val_ds, dcfg.val.batch_size, train=False, seed=self.seed, **_loader_options(dcfg, "val")
             )
         self.steps_per_epoch = len(self.train_loader) // self.accum_steps
         self.total_steps = self.steps_per_epoch * self.epochs

@@ -34,6 +34,7 @@ __all__ = [
     "build_loader",
     "TimedLoader",
     "WorkerLoader",
+    "mix_seed",
 ]
 
 
@@ -45,6 +46,9 @@ def _mix(*values: int) -> int:
         h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0xFFFFFFFF
+
+
+mix_seed = _mix
 
 
 class SeededDataset(Dataset):

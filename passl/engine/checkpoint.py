@@ -162,7 +162,7 @@ def float32_state(model: nn.Layer, masters: Optional[Dict[str, paddle.Tensor]] =
     out = {}
     for k, v in model.state_dict().items():
         m = masters.get(getattr(v, "name", None))
-        out[k] = m.clone() if m is not None else (v.astype("float32") if v.dtype in low else v)
+        out[k] = m if m is not None else (v.astype("float32") if v.dtype in low else v)
     return out
 
 

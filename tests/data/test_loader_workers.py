@@ -26,11 +26,12 @@ class _Census(Hook):
     """After every epoch (evaluation included): this process's children, open files and resident memory."""
 
     def __init__(self):
-        self.children, self.fds, self.rss = [], [], []
+        self.children, self.pids, self.fds, self.rss = [], [], [], []
 
     def after_epoch(self, trainer):
         me = psutil.Process()
         self.children.append(len(me.children(recursive=True)))
+        self.pids.append({p.pid for p in me.children(recursive=True)})
         self.fds.append(me.num_fds())
         self.rss.append(me.memory_info().rss)
 
@@ -51,6 +52,8 @@ def test_process_count_is_flat_over_epochs(tmp_path, persistent):
     t.train()
     # persistent: 2 train + 2 val workers for the whole run; otherwise none left once an epoch's loops end
     assert census.children == [4 if persistent else 0] * 4, census.children
+    if persistent:  # the same 4 workers serve every epoch's training and both evaluations: forked once
+        assert all(pids == census.pids[0] for pids in census.pids), census.pids
     for loader in (t.train_loader, t.val_loader):
         loader.close()
     assert psutil.Process().children(recursive=True) == []

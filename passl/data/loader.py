@@ -18,6 +18,7 @@ import random
 import signal
 import sys
 import time
+import weakref
 from typing import Any, Callable, Iterator, List, Optional
 
 import numpy as np
@@ -219,6 +220,8 @@ class WorkerLoader:
             persistent_workers=self.persistent_workers,
             worker_init_fn=_worker_init(seed, get_rank(), dataset, os.getpid()),
         )
+        # Paddle's persistent iterator is kept alive by its own reader thread: end it when this loader goes away
+        weakref.finalize(self, _close_persistent, self.loader)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -240,11 +243,15 @@ class WorkerLoader:
                 self.close()
 
     def close(self) -> None:
-        """End persistent workers now (they also end with the process)."""
-        it = getattr(self.loader, "_iterator", None)
-        if it is not None:
-            _shutdown(it)
-            self.loader._iterator = None
+        """End persistent workers now (they also end when this loader is garbage-collected, or with the process)."""
+        _close_persistent(self.loader)
+
+
+def _close_persistent(loader: DataLoader) -> None:
+    it = getattr(loader, "_iterator", None)
+    if it is not None:
+        _shutdown(it)
+        loader._iterator = None
 
 
 def build_loader(

@@ -150,3 +150,13 @@ def test_workers_die_with_a_killed_trainer(tmp_path):
     for p in alive:
         p.kill()
     assert alive == [], f"{len(alive)} worker(s) outlived the killed trainer"
+
+
+def test_persistent_workers_end_with_their_loader():
+    ds = build_dataset({"name": "SyntheticImages", "num_samples": 8, "image_size": 16}, TRANSFORMS)
+    loader = build_loader(ds, 4, train=True, num_workers=2, persistent_workers=True)
+    assert len([x for x, _ in loader]) == 2
+    assert len(psutil.Process().children(recursive=True)) == 2
+    del loader  # a Trainer dropped at the end of a run (tests, notebooks) takes its workers with it
+    gc.collect()
+    assert psutil.Process().children(recursive=True) == []

@@ -14,7 +14,7 @@ import paddle
 
 from passl.registry import ConfigError
 
-__all__ = ["Mixup", "mixup_target", "cutmix_box"]
+__all__ = ["Mixup", "mixup_target", "mixup_target_tensor", "cutmix_box"]
 
 Array = Union[np.ndarray, paddle.Tensor]
 
@@ -27,6 +27,15 @@ def mixup_target(target: np.ndarray, num_classes: int, lam: float = 1.0, smoothi
     y1[np.arange(len(target)), target] = on
     y2 = y1[::-1]
     return (y1 * lam + y2 * (1.0 - lam)).astype(np.float32)
+
+
+def mixup_target_tensor(target: paddle.Tensor, num_classes: int, lam: float = 1.0, smoothing: float = 0.0):
+    """:func:`mixup_target` computed with Paddle ops on ``target``'s device (same float32 values)."""
+    off = smoothing / num_classes
+    on = 1.0 - smoothing + off
+    hot = paddle.nn.functional.one_hot(target.reshape([-1]).astype("int64"), num_classes) > 0
+    y1 = paddle.where(hot, paddle.full([], on, "float32"), paddle.full([], off, "float32"))
+    return y1 * lam + y1.flip([0]) * (1.0 - lam)
 
 
 def cutmix_box(
@@ -121,15 +130,16 @@ class Mixup:
                 if box is None:
                     box, lam = cutmix_box(x.shape, lam, self.cutmix_minmax, self.correct_lam, self.rng)
                 t, b, left, r = box
-                x = x.clone() if is_tensor else x.copy()
-                x[:, :, t:b, left:r] = reversed_x[:, :, t:b, left:r]
+                if b > t and r > left:  # an empty box (lambda near 1, small cutmix_minmax) pastes nothing
+                    x = x.clone() if is_tensor else x.copy()
+                    x[:, :, t:b, left:r] = reversed_x[:, :, t:b, left:r]
             else:
                 x = x * lam + reversed_x * (1.0 - lam)
+        if is_tensor:  # targets built where the images are: no device-to-host copy of the labels
+            labels = labels if isinstance(labels, paddle.Tensor) else paddle.to_tensor(np.asarray(labels))
+            return x, mixup_target_tensor(labels, self.num_classes, lam, self.label_smoothing), lam
         y = labels.numpy() if isinstance(labels, paddle.Tensor) else np.asarray(labels)
-        targets = mixup_target(y, self.num_classes, lam, self.label_smoothing)
-        if is_tensor:
-            return x, paddle.to_tensor(targets, place=images.place), lam
-        return x.astype(np.float32), targets, lam
+        return x.astype(np.float32), mixup_target(y, self.num_classes, lam, self.label_smoothing), lam
 
     def __call__(self, images: Array, labels: Array):
         lam, use_cutmix = self.params()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import glob
 import os
-import pickle
 import random
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -22,6 +20,8 @@ __all__ = [
     "latest_checkpoint",
     "rng_state",
     "set_rng_state",
+    "rng_state_of",
+    "set_rng_state_of",
     "optimizer_state",
     "float32_state",
     "load_model_state",
@@ -77,32 +77,93 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
     return max(found)[1] if found else None
 
 
-def rng_state() -> str:
-    """Python, NumPy and Paddle RNG states as text (paddle.save stores neither bytes nor uint32 arrays)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
-    return base64.b64encode(pickle.dumps(state)).decode("ascii")
+def _generator_state(gen) -> List[Any]:
+    """A Paddle generator's state as plain data: [device id, seed, offset, engine state text]."""
+    dev, seed, offset, engine = gen.get_state().__getstate__()
+    return [int(dev), int(seed), int(offset), bytes(engine).decode("ascii")]
 
 
-def set_rng_state(text: str) -> None:
-    state = pickle.loads(base64.b64decode(text.encode("ascii")))  # our own checkpoint, written by rng_state()
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    paddle.set_rng_state(state["paddle"])
+def _set_generator_state(gen, state: Sequence[Any]) -> None:
+    own = gen.get_state()
+    dev = own.__getstate__()[0]  # this process's device, whichever device wrote the state
+    new = type(own).__new__(type(own))
+    new.__setstate__((dev, int(state[1]), int(state[2]), list(str(state[3]).encode("ascii"))))
+    gen.set_state(new)
 
 
-def rng_state_of(rng: np.random.RandomState) -> str:
-    return base64.b64encode(pickle.dumps(rng.get_state())).decode("ascii")
+def _device_generator():
+    """(kind, generator) of the device this process computes on: its own GPU/XPU/custom device, else the CPU."""
+    place = paddle.framework._current_expected_place_()
+    core = paddle.base.core
+    if isinstance(place, paddle.CUDAPlace):
+        return "gpu", core.default_cuda_generator(place.get_device_id())
+    if isinstance(place, paddle.XPUPlace):
+        return "xpu", core.default_xpu_generator(place.get_device_id())
+    if isinstance(place, paddle.CustomPlace):
+        return place.get_device_type(), core.default_custom_device_generator(place)
+    return "cpu", None
 
 
-def set_rng_state_of(rng: np.random.RandomState, text: str) -> None:
-    rng.set_state(pickle.loads(base64.b64decode(text.encode("ascii"))))
+def rng_state(extra: Optional[Dict[str, np.random.RandomState]] = None) -> Dict[str, Any]:
+    """This process's Python, NumPy and Paddle RNG states (the CPU generator and, on an accelerator, only this
+    process's own device's generator) as plain lists, numbers and text: no pickle. ``extra`` adds named
+    ``RandomState`` objects (the mixup generator)."""
+    version, words, gauss = random.getstate()
+    kind, gen = _device_generator()
+    state: Dict[str, Any] = {
+        "python": [int(version), [int(w) for w in words], gauss],
+        "numpy": rng_state_of(np.random.mtrand._rand),
+        "paddle_cpu": _generator_state(paddle.base.core.default_cpu_generator()),
+        "device": kind,
+        "paddle_device": _generator_state(gen) if gen is not None else None,
+    }
+    for name, rng in (extra or {}).items():
+        state[name] = rng_state_of(rng)
+    return state
 
 
-def float32_state(model: nn.Layer) -> Dict[str, paddle.Tensor]:
+def set_rng_state(state: Dict[str, Any], extra: Optional[Dict[str, np.random.RandomState]] = None) -> bool:
+    """Restore :func:`rng_state`'s output. Returns False (and changes nothing) when ``state`` was written for another
+    device kind (GPU checkpoint resumed on CPU, or the reverse), or is not in this format: the caller reseeds."""
+    if not isinstance(state, dict) or "python" not in state:
+        return False
+    kind, gen = _device_generator()
+    if state.get("device") != kind or (gen is not None and not state.get("paddle_device")):
+        return False
+    version, words, gauss = state["python"]
+    random.setstate((int(version), tuple(int(w) for w in words), gauss))
+    set_rng_state_of(np.random.mtrand._rand, state["numpy"])
+    _set_generator_state(paddle.base.core.default_cpu_generator(), state["paddle_cpu"])
+    if gen is not None:
+        _set_generator_state(gen, state["paddle_device"])
+    for name, rng in (extra or {}).items():
+        if state.get(name) is not None:
+            set_rng_state_of(rng, state[name])
+    return True
+
+
+def rng_state_of(rng: np.random.RandomState) -> List[Any]:
+    """A NumPy ``RandomState`` as [name, key words, position, has_gauss, cached_gaussian]."""
+    name, keys, pos, has_gauss, cached = rng.get_state()
+    return [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def set_rng_state_of(rng: np.random.RandomState, state: Sequence[Any]) -> None:
+    name, keys, pos, has_gauss, cached = state
+    rng.set_state((str(name), np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+
+
+def float32_state(model: nn.Layer, masters: Optional[Dict[str, paddle.Tensor]] = None) -> Dict[str, paddle.Tensor]:
     """The model's state with float16/bfloat16 tensors (parameters under AMP O2) cast to float32: checkpoints are
-    float32 whatever the training precision."""
+    float32 whatever the training precision. ``masters`` (AMP O2's float32 master weights by parameter name) replace
+    the low-precision copies they belong to."""
     low = (paddle.float16, paddle.bfloat16)
-    return {k: v.astype("float32") if v.dtype in low else v for k, v in model.state_dict().items()}
+    masters = masters or {}
+    out = {}
+    for k, v in model.state_dict().items():
+        m = masters.get(getattr(v, "name", None))
+        out[k] = m if m is not None else (v.astype("float32") if v.dtype in low else v)
+    return out
 
 
 def load_model_state(model: nn.Layer, state: Dict[str, Any]) -> None:

@@ -36,7 +36,8 @@ def evaluate(
     was_training = is_layer and model.training
     if is_layer:
         model.eval()
-    correct1 = correct5 = loss_sum = count = skipped = 0.0
+    # Sums stay on the device (one float64 tensor) and are read once at the end: no host sync per batch.
+    sums = None
     start = time.perf_counter()
     bar = None
     if progress and is_main_process() and sys.stderr.isatty():
@@ -54,28 +55,31 @@ def evaluate(
         if on_batch is not None:
             on_batch(logits, labels)  # every image, in loader order (skipped ones with label -1)
         valid = labels >= 0  # label -1: an unreadable image the dataset was told to skip
-        n_bad = int((~valid).astype("int32").sum())
-        if n_bad:
-            skipped += n_bad
-            if n_bad == labels.shape[0]:
-                continue
+        weight = valid.astype("float32")
+        safe = paddle.where(valid, labels, paddle.zeros_like(labels))
+        if loss_fn is None:
+            loss_sum_b = (F.cross_entropy(logits, safe, reduction="none").reshape([-1]) * weight).sum()
+        else:  # a custom loss sees the valid images only (this path reads the count on the host)
             keep = paddle.nonzero(valid).reshape([-1])
-            logits, labels = paddle.gather(logits, keep), paddle.gather(labels, keep)
-        loss = loss_fn(logits, labels) if loss_fn is not None else F.cross_entropy(logits, labels)
+            if keep.shape[0]:
+                loss_sum_b = loss_fn(paddle.gather(logits, keep), paddle.gather(labels, keep)) * keep.shape[0]
+            else:
+                loss_sum_b = paddle.zeros([], "float32")
         k = min(5, logits.shape[-1])
         topk = paddle.topk(logits, k=k, axis=-1)[1]
-        hits = (topk == labels.unsqueeze(-1)).astype("float32")
-        n = labels.shape[0]
-        correct1 += float(hits[:, 0].sum())
-        correct5 += float(hits.sum())
-        loss_sum += float(loss) * n
-        count += n
+        hits = (topk == safe.unsqueeze(-1)).astype("float32") * weight.unsqueeze(-1)
+        n = weight.sum()
+        batch = paddle.stack([hits[:, 0].sum(), hits.sum(), loss_sum_b.reshape([]), n, labels.shape[0] - n]).astype(
+            "float64"
+        )
+        sums = batch if sums is None else sums + batch
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
-    correct1, correct5, loss_sum, count, skipped = all_reduce_sum([correct1, correct5, loss_sum, count, skipped])
+    totals = [0.0] * 5 if sums is None else [float(v) for v in sums.numpy()]
+    correct1, correct5, loss_sum, count, skipped = all_reduce_sum(totals)
     if was_training:
         model.train()
     if count == 0:

@@ -201,10 +201,10 @@ class CheckpointHook(Hook):
         self.interval, self.keep_last = max(int(interval), 1), int(keep_last)
 
     def after_epoch(self, trainer) -> None:
+        ckpt = trainer.checkpoint_dict(epoch_done=True)  # collective: every rank contributes its RNG state
         if not is_main_process():
             return
         epoch = trainer.state["epoch"] + 1
-        ckpt = trainer.checkpoint_dict(epoch_done=True)
         save_atomic(ckpt, os.path.join(trainer.output_dir, "last.pdparams"))
         if epoch % self.interval == 0 or epoch == trainer.epochs:
             save_atomic(ckpt, os.path.join(trainer.output_dir, f"epoch_{epoch}.pdparams"))

@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 
 from passl.data import build_dataset, check_classes
-from passl.data.loader import build_loader
+from passl.data.loader import build_loader, mix_seed
 from passl.engine.checkpoint import (
     float32_state,
     latest_checkpoint,
@@ -25,10 +25,8 @@ from passl.engine.checkpoint import (
     load_model_state,
     optimizer_state,
     rng_state,
-    rng_state_of,
     save_atomic,
     set_rng_state,
-    set_rng_state_of,
 )
 from passl.engine.ema import ModelEMA
 from passl.engine.hooks import Hook, default_hooks
@@ -36,7 +34,15 @@ from passl.modeling import build_model
 from passl.registry import ConfigError
 from passl.solver import build_lr_scheduler, build_optimizer
 from passl.utils.config import AttrDict, dump_config
-from passl.utils.dist import all_reduce_sum, get_rank, get_world_size, init_distributed, is_main_process
+from passl.utils.dist import (
+    all_gather_json,
+    all_reduce_sum,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    main_process_first,
+)
 from passl.utils.logger import setup_logger
 from passl.utils.schema import validate_config
 
@@ -71,10 +77,43 @@ class LossScaler(paddle.amp.GradScaler):
                 self._incr_count = 0
 
 
-def _device() -> str:
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+def _loader_options(dcfg, split: str) -> Dict[str, Any]:
+    """Worker options of ``data.<split>``: ``num_workers``, ``use_shared_memory`` and ``persistent_workers`` (both
+    true by default; see docs/training.md)."""
+    c = dcfg[split]
+    out = {"num_workers": int(c.get("num_workers", 0))}
+    for key in ("use_shared_memory", "persistent_workers"):
+        value = c.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"data.{split}.{key} must be true or false, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _device(requested: Optional[str] = None, world_size: int = 1) -> str:
+    """This process's device: the GPU the launcher gave it (FLAGS_selected_gpus), else the CPU. ``train.device``
+    may name a device type (``gpu``, ``cpu``); a numbered one (``gpu:1``) only with one process, since every process
+    would compute on that one device."""
+    if requested and ":" in str(requested) and world_size > 1:
+        raise ConfigError(
+            f"train.device: {requested} puts all {world_size} processes on one device; with several processes leave "
+            f"train.device unset (or write '{str(requested).split(':')[0]}') and choose the devices with "
+            f"paddle.distributed.launch --devices or CUDA_VISIBLE_DEVICES"
+        )
+    if requested and ":" in str(requested):
+        return str(requested)
+    kind = str(requested or "").lower()
+    if kind in ("", "gpu") and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
-    return "cpu"
+    if kind in ("", "cpu", "gpu"):  # gpu requested on a host without one: Paddle's own message below
+        return kind if kind == "gpu" else "cpu"
+    return kind
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
 
 
 class Trainer:
@@ -87,13 +126,13 @@ class Trainer:
         tcfg = cfg.get("train") or {}
         init_distributed()
         self.rank, self.world_size = get_rank(), get_world_size()
-        paddle.set_device(tcfg.get("device") or _device())
+        paddle.set_device(_device(tcfg.get("device"), self.world_size))
         self.output_dir = cfg.get("output_dir") or "output/run"
         setup_logger(self.output_dir, self.rank)
         self.seed = int(cfg.get("seed", 0))
-        random.seed(self.seed + self.rank)
-        np.random.seed(self.seed + self.rank)
-        paddle.seed(self.seed + self.rank)
+        # The run's seed on every rank until the model and its EMA exist (identical initial weights, so every rank's
+        # EMA starts from the weights DataParallel keeps in sync), then seed + rank for each rank's own streams.
+        _seed_all(self.seed)
 
         self.epochs = int(tcfg.get("epochs", 1))
         self.accum_steps = int(tcfg.get("accum_steps", 1))
@@ -104,13 +143,13 @@ class Trainer:
         dcfg = cfg.data
         train_ds = build_dataset(dcfg.train.dataset, dcfg.train.get("transforms"))
         self.train_loader = build_loader(
-            train_ds, dcfg.train.batch_size, train=True, num_workers=dcfg.train.get("num_workers", 0), seed=self.seed
+            train_ds, dcfg.train.batch_size, train=True, seed=self.seed, **_loader_options(dcfg, "train")
         )
         self.val_loader = None
         if dcfg.get("val"):
             val_ds = build_dataset(dcfg.val.dataset, dcfg.val.get("transforms"), for_eval=True, classes_from=train_ds)
             self.val_loader = build_loader(
-                val_ds, dcfg.val.batch_size, train=False, num_workers=dcfg.val.get("num_workers", 0), seed=self.seed
+                val_ds, dcfg.val.batch_size, train=False, seed=self.seed, **_loader_options(dcfg, "val")
             )
         self.steps_per_epoch = len(self.train_loader) // self.accum_steps
         self.total_steps = self.steps_per_epoch * self.epochs
@@ -121,12 +160,13 @@ class Trainer:
         if cfg.model.get("pretrained"):
             from passl.weights import load_pretrained
 
-            load_pretrained(
-                self.model_without_ddp,
-                cfg.model.pretrained,
-                drop_head=bool(cfg.model.get("drop_head", False)),
-                use_ema=bool(cfg.model.get("pretrained_ema", False)),
-            )
+            with main_process_first():  # rank 0 downloads, the others wait and read the cached file
+                load_pretrained(
+                    self.model_without_ddp,
+                    cfg.model.pretrained,
+                    drop_head=bool(cfg.model.get("drop_head", False)),
+                    use_ema=bool(cfg.model.get("pretrained_ema", False)),
+                )
         check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
         ocfg = dict(cfg.optimizer)
         lr = float(ocfg.get("lr", 1e-3))
@@ -134,14 +174,23 @@ class Trainer:
         self.optimizer = build_optimizer(ocfg, self.model_without_ddp, self.lr_scheduler)
         ema_cfg = tcfg.get("ema") or {}
         self.ema = (  # built before AMP O2 casts the model: the EMA weights stay float32
-            ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999))) if ema_cfg.get("enable") else None
+            ModelEMA(self.model_without_ddp, float(ema_cfg.get("decay", 0.9999)), optimizer=self.optimizer)
+            if ema_cfg.get("enable")
+            else None
         )
+        _seed_all(self.seed + self.rank)
         amp = tcfg.get("amp") or {}
         self.amp_enable = bool(amp.get("enable", False))
         self.amp_dtype = amp.get("dtype", "float16")
         self.amp_level = amp.get("level", "O1")
         if self.amp_dtype not in ("float16", "bfloat16") or self.amp_level not in ("O1", "O2"):
             raise ConfigError("train.amp.dtype must be float16 or bfloat16 and train.amp.level O1 or O2")
+        white = amp.get("custom_white_list") or []
+        if not isinstance(white, (list, tuple)) or not all(isinstance(op, str) and op for op in white):
+            raise ConfigError(
+                f"train.amp.custom_white_list must be a list of Paddle op names (e.g. [depthwise_conv2d]), got {white!r}"
+            )
+        self.amp_white_list = sorted(set(white)) or None
         self.scaler = None
         if self.amp_enable:
             if paddle.get_device() == "cpu":
@@ -151,12 +200,15 @@ class Trainer:
                 )
             if self.amp_level == "O2":
                 # float16/bfloat16 weights in the model, float32 master weights in the optimizer (master_weight)
+                # master_grad: gradients become float32 after each backward, so accumulation over micro-batches adds
+                # in float32 and clipping/weight decay see float32 values
                 self.model_without_ddp, self.optimizer = paddle.amp.decorate(
                     models=self.model_without_ddp,
                     optimizers=self.optimizer,
                     level="O2",
                     dtype=self.amp_dtype,
                     master_weight=True,
+                    master_grad=True,
                 )
             if self.amp_dtype == "float16":  # bfloat16 has float32's range: no loss scaling
                 self.scaler = LossScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 65536.0)))
@@ -199,9 +251,12 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- state
     def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
+        """The training state to save. Collective: every process must call it (each contributes its own RNG
+        state); only rank 0 writes the result."""
         s = self.state
+        rng = all_gather_json(rng_state(self._rng_extra()))
         return {
-            "model": float32_state(self.model_without_ddp),
+            "model": float32_state(self.model_without_ddp, self._master_weights()),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": optimizer_state(self.optimizer, self.model_without_ddp, to_structured=True),
             "scheduler": self.lr_scheduler.state_dict(),
@@ -210,8 +265,7 @@ class Trainer:
             "step_in_epoch": 0 if epoch_done else s["step_in_epoch"],
             "step": s["step"],
             "best": dict(s["best"]),
-            "rng": rng_state(),
-            "mixup_rng": rng_state_of(self.mixup.rng) if self.mixup is not None else None,
+            "rng": {"world_size": self.world_size, "ranks": rng},
             "config": dump_config(self.cfg),
         }
 
@@ -230,11 +284,37 @@ class Trainer:
             step_in_epoch=int(ckpt["step_in_epoch"]),
             best=dict(ckpt.get("best") or {}),
         )
-        set_rng_state(ckpt["rng"])
-        if self.mixup is not None and ckpt.get("mixup_rng"):
-            set_rng_state_of(self.mixup.rng, ckpt["mixup_rng"])
+        self._restore_rng(ckpt.get("rng"), path)
         logger.info(
             f"resumed from {path}: epoch {self.state['epoch']} step {self.state['step']} best {self.state['best']}"
+        )
+
+    def _rng_extra(self) -> Dict[str, np.random.RandomState]:
+        return {"mixup": self.mixup.rng} if self.mixup is not None else {}
+
+    def _master_weights(self) -> Dict[str, paddle.Tensor]:
+        """AMP O2: the optimizer's float32 master weights by parameter name (empty before the first step)."""
+        return dict(getattr(self.optimizer, "_master_weights", None) or {})
+
+    def _restore_rng(self, saved: Any, path: str) -> None:
+        """Each rank takes its own saved RNG state. Another world size, another device kind or an older
+        checkpoint: warn and reseed every stream from (seed, rank, step), the same on every rerun."""
+        ranks = saved.get("ranks") if isinstance(saved, dict) else None
+        if isinstance(ranks, list) and len(ranks) == self.world_size:
+            if set_rng_state(ranks[self.rank], self._rng_extra()):
+                return
+            why = f"it was written on {ranks[self.rank].get('device')}, this run computes on {paddle.get_device()}"
+        elif isinstance(ranks, list):
+            why = f"it was written by {len(ranks)} processes, this run has {self.world_size}"
+        else:
+            why = "it holds no per-process RNG state (an older format)"
+        s = mix_seed(self.seed, self.rank, self.state["step"])
+        _seed_all(s)
+        if self.mixup is not None:
+            self.mixup.rng.seed(mix_seed(self.seed, self.rank, self.state["step"], 1))
+        logger.warning(
+            f"resume: random states in {path} not restored ({why}); reseeded from (seed {self.seed}, rank "
+            f"{self.rank}, step {self.state['step']}): the run continues, not bit-identical to an uninterrupted one"
         )
 
     def _write_run_info(self) -> None:
@@ -326,7 +406,12 @@ class Trainer:
         no_sync = self.world_size > 1 and not sync
         ctx = self.model.no_sync() if no_sync else contextlib.nullcontext()
         with ctx:
-            with paddle.amp.auto_cast(enable=self.amp_enable, dtype=self.amp_dtype, level=self.amp_level):
+            with paddle.amp.auto_cast(
+                enable=self.amp_enable,
+                dtype=self.amp_dtype,
+                level=self.amp_level,
+                custom_white_list=self.amp_white_list,
+            ):
                 logits = self.model(images)
             loss = self.model_without_ddp.compute_loss(logits.astype("float32"), targets)
             value = float(loss)
@@ -341,6 +426,7 @@ class Trainer:
         return value
 
     def _save_stop_checkpoint(self) -> None:
+        ckpt = self.checkpoint_dict(epoch_done=False)  # collective: every rank
         if is_main_process():
-            save_atomic(self.checkpoint_dict(epoch_done=False), os.path.join(self.output_dir, "last.pdparams"))
+            save_atomic(ckpt, os.path.join(self.output_dir, "last.pdparams"))
         logger.info(f"stopped at train.max_steps={self.max_steps}; state saved to {self.output_dir}/last.pdparams")

@@ -52,8 +52,9 @@ def drop_path(x: paddle.Tensor, drop_prob: float = 0.0, training: bool = False) 
         return x
     keep = 1.0 - drop_prob
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
-    mask = paddle.floor(keep + paddle.rand(shape, dtype=x.dtype))
-    return x / keep * mask
+    # drawn in float32 whatever x's dtype: in bfloat16 (spacing 2^-7 near 1) keep + rand rounds, shifting the keep rate
+    mask = paddle.floor(keep + paddle.rand(shape, dtype="float32"))
+    return x / keep * mask.astype(x.dtype)
 
 
 class DropPath(nn.Layer):

@@ -54,4 +54,4 @@ if __name__ == "__main__":
     )
     np.save(os.path.join(out, f"grads{rank}.npy"), np.stack(grads))
     with open(os.path.join(out, f"eval{rank}.txt"), "w") as f:
-        f.write(repr(t.state["last_eval"]))
+        f.write(repr({**t.state["last_eval"], "count": t.last_eval_results["model"]["count"]}))

@@ -258,9 +258,25 @@ def test_o2_keeps_float32_master_weights_ema_and_checkpoints(tmp_path, pretend_a
     assert len(masters) == sum(p.dtype == low for p in model.parameters()) > 0
     assert all(m.dtype == paddle.float32 for m in masters.values())
 
+    for p in model.parameters():  # as a step leaves them: each low-precision weight is its master's rounding
+        if p.name in masters:
+            paddle.assign(masters[p.name].astype(p.dtype), output=p)
+
     ckpt = t.checkpoint_dict(epoch_done=False)
     assert all(v.dtype == paddle.float32 for v in ckpt["model"].values())
-    np.testing.assert_array_equal(ckpt["model"]["head.fc.weight"].numpy(), _params(model)["head.fc.weight"])
+    fc = model.head.fc.weight
+    # saved weights are the float32 masters (values float16/bfloat16 cannot hold), not the low-precision copies
+    np.testing.assert_array_equal(ckpt["model"]["head.fc.weight"].numpy(), masters[fc.name].numpy())
+    assert not np.array_equal(masters[fc.name].numpy(), _params(model)["head.fc.weight"])
+    # the EMA averages the masters too
+    ema_before = t.ema.state_dict()["head.fc.weight"].numpy().copy()
+    t.ema.update(model)
+    expected = ema_before * 0.9 + masters[fc.name].numpy() * (1 - 0.9)
+    np.testing.assert_allclose(t.ema.state_dict()["head.fc.weight"].numpy(), expected, rtol=1e-6, atol=1e-8)
+    from paddle.amp.auto_cast import amp_global_state
+
+    assert amp_global_state().use_master_grad  # float32 gradients accumulate over micro-batches
+    amp_global_state().use_master_grad = False  # Paddle's process-wide flag: leave it as other tests expect
     before_model, before_opt = _params(model), _opt_arrays(t)
     assert any(k.startswith("master:") for k in before_opt)
     save_atomic(ckpt, str(tmp_path / "last.pdparams"))

@@ -66,6 +66,7 @@ def test_two_processes_match_one(single, tmp_path):
     assert open(two / "eval0.txt").read() == open(two / "eval1.txt").read()
     e1, e2 = eval(open(single / "eval0.txt").read()), eval(open(two / "eval0.txt").read())
     assert abs(e1["top1"] - e2["top1"]) < 1e-6
+    assert e1["count"] == e2["count"] == 11  # every image evaluated once, none twice, none dropped
 
 
 def test_accumulation_syncs_once_per_step_and_matches_one_process(single, tmp_path):

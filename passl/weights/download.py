@@ -110,9 +110,10 @@ def clean_partial(folder: str) -> list:
             continue
         path = os.path.join(folder, name)
         tail = name.rsplit(".part", 1)[1]
-        phost, _, pid = tail.lstrip("-").rpartition("-")
-        if not pid.isdigit() and tail.isdigit():  # the old form <file>.part<pid>
+        if tail.isdigit():  # the old form <file>.part<pid>
             phost, pid = host, tail
+        else:  # <file>.part-<host>-<pid>
+            phost, _, pid = tail[1:].rpartition("-")
         if not pid.isdigit():
             continue
         try:

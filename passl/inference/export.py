@@ -45,12 +45,22 @@ class ExportMismatch(ExportError):
 
 def export_model(model: nn.Layer, prefix: str, input_shape: Sequence[int]) -> str:
     """``paddle.jit.save`` the model in eval mode with a dynamic batch: writes PREFIX.json + PREFIX.pdiparams
-    (Paddle 3.x; 2.x wrote PREFIX.pdmodel). Returns the prefix."""
+    (Paddle 3.x; 2.x wrote PREFIX.pdmodel). Returns the prefix.
+
+    ``paddle.jit.to_static`` replaces the layer's ``forward`` by the traced program; it is put back afterwards, so
+    the model stays a dygraph model and a verification against it checks the trace instead of repeating it."""
     model.eval()
     spec = [paddle.static.InputSpec([None, *[int(s) for s in input_shape[1:]]], "float32", "x")]
-    static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    paddle.jit.save(static, prefix)
+    own_forward = model.__dict__.get("forward")
+    try:
+        static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+        paddle.jit.save(static, prefix)
+    finally:
+        if own_forward is not None:
+            model.forward = own_forward
+        elif "forward" in model.__dict__:
+            del model.__dict__["forward"]
     return prefix
 
 

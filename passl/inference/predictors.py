@@ -59,6 +59,25 @@ def _damaged(path: str, e: BaseException) -> ConfigError:
     )
 
 
+def _check_program(prog: str) -> None:
+    """Parse the program file before Paddle Inference does: its JSON errors do not name the file, and a damaged
+    .pdmodel crashes it (SIGSEGV) instead of raising."""
+    try:
+        with open(prog, "rb") as f:
+            data = f.read()
+        if prog.endswith(".json"):
+            json.loads(data)
+        else:
+            from paddle.base.proto import framework_pb2
+
+            desc = framework_pb2.ProgramDesc()
+            desc.ParseFromString(data)
+            if not desc.blocks:
+                raise ValueError("no program blocks")
+    except Exception as e:  # JSON, protobuf DecodeError, OSError
+        raise _damaged(prog, e) from None
+
+
 class DygraphPredictor:
     def __init__(self, model: nn.Layer) -> None:
         self.model = model
@@ -76,12 +95,7 @@ class InferencePredictor:
         import paddle.inference as pi
 
         prog, params = model_files(model_dir)
-        if prog.endswith(".json"):  # Paddle's own parse error does not say which file
-            try:
-                with open(prog, "rb") as f:
-                    json.load(f)
-            except (ValueError, OSError) as e:
-                raise _damaged(prog, e) from None
+        _check_program(prog)
         config = pi.Config(prog, params)
         if use_gpu:
             config.enable_use_gpu(256, 0)

@@ -11,7 +11,6 @@ data, and converted the way ``paddle.load`` converts it (arrays, or Tensors with
 from __future__ import annotations
 
 import collections
-import io
 import pickle
 from typing import Any
 
@@ -143,8 +142,7 @@ def read_paddle_pickle(path: str) -> Any:
     (Tensors appear as ``(name, ndarray)`` tuples, as Paddle stores them). Raises UnsafePickleError on anything
     else; other damage surfaces as the usual unpickling errors."""
     with open(path, "rb") as f:
-        data = f.read()
-    obj = _PaddleUnpickler(io.BytesIO(data), path).load()
+        obj = _PaddleUnpickler(f, path).load()
     _check_plain(obj, path)
     return obj
 

@@ -44,12 +44,12 @@ def _onnx_file(path: str) -> str:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    for line in text.splitlines():  # Paddle's messages start with a C++ stack; keep the line that says what failed
-        line = line.strip()
-        if line and not line.startswith(("C++ Traceback", "---", "0 ", "1 ", "2 ", "3 ", "4 ")) and "Error" in line:
+    """The line of a backend's message that says what failed (Paddle's start with '(Kind) what', then a C++ stack)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith("(") or "Error" in line.split(":")[0]:
             return line[:300]
-    return (text.splitlines() or [type(e).__name__])[-1][:300]
+    return (lines or [type(e).__name__])[0][:300]
 
 
 def _damaged(path: str, e: BaseException) -> ConfigError:

@@ -31,6 +31,8 @@ _NDARRAY = _NdarrayType()
 def _reconstruct(subtype, shape, dtype):
     if subtype is not _NDARRAY:
         raise UnsafePickleError(f"refusing to load: numpy _reconstruct of {type(subtype).__name__}, not ndarray")
+    if tuple(shape) != (0,):  # NumPy always pickles an empty array here and sets shape and data in __setstate__
+        raise UnsafePickleError(f"refusing to load: numpy _reconstruct with shape {shape!r}")
     return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
 
 

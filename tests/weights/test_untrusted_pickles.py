@@ -143,6 +143,17 @@ def test_other_disallowed_globals_and_object_arrays(tmp_path):
     with pytest.raises(WeightsError, match="builtins.eval"):
         read_state_dict(path)
 
+    rebuild = np.zeros(1).__reduce__()[0]
+
+    class HugeArray:
+        def __reduce__(self):
+            return (rebuild, (np.ndarray, (1 << 42,), b"b"))
+
+    with open(path, "wb") as f:
+        pickle.dump({"a": HugeArray()}, f)
+    with pytest.raises(WeightsError, match=r"_reconstruct with shape \(4398046511104,\)"):
+        read_state_dict(path)
+
 
 def _same(a, b, where="ckpt"):
     assert type(a) is type(b), (where, type(a), type(b))

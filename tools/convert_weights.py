@@ -21,7 +21,7 @@ import paddle  # noqa: E402
 from passl.modeling import build_model  # noqa: E402
 from passl.modeling.backbones.convnext import CONVNEXT_ARCHS  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
-from passl.weights import detect_format, load_pretrained, read_state_dict, resolve_source, to_passl  # noqa: E402
+from passl.weights import detect_format, load_pretrained, read_source, to_passl  # noqa: E402
 
 
 def _model_for(arch: str, sd):
@@ -88,8 +88,7 @@ def main(argv=None) -> int:
     if args.verify and not args.arch:
         p.error("--verify needs --arch (the timm model convnext_<arch> to compare with)")
     try:
-        path = resolve_source(args.input)
-        raw = read_state_dict(path, use_ema=args.ema)
+        path, raw = read_source(args.input, use_ema=args.ema)
         fmt = detect_format(raw.keys())
         torch_layout = not path.endswith(".pdparams")
         sd = to_passl(raw, torch_layout)

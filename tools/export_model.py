@@ -3,9 +3,11 @@
     python tools/export_model.py -c CONFIG [-o model.pretrained=PATH] [--weights PATH] --output DIR [--onnx]
 
 Writes DIR/model.json + DIR/model.pdiparams (Paddle 3.x) and refuses (exit 1) when the exported model's logits
-differ from the dygraph model's by more than --atol on the same batch. --onnx also converts it with paddle2onnx
-to DIR/model.onnx and checks that with ONNX Runtime the same way; a refused ONNX model is not left in DIR.
-paddle2onnx and onnxruntime are optional: pip install paddle2onnx onnxruntime.
+differ from a float32 CPU forward of the same weights by more than --atol on the same batch. --onnx also converts it
+with paddle2onnx to DIR/model.onnx and checks that with ONNX Runtime the same way; a refused ONNX model is not left
+in DIR. DIR holds one model: files of an earlier export that this one does not write again (an older model.onnx
+when exporting without --onnx, a 2.x model.pdmodel) are removed. paddle2onnx and onnxruntime are optional: pip
+install paddle2onnx onnxruntime.
 """
 
 from __future__ import annotations
@@ -25,18 +27,19 @@ from passl.inference import (  # noqa: E402
     OnnxPredictor,
     export_model,
     export_onnx,
+    install_export,
     verify_export,
 )
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 
 
-def _export_onnx(model, args, shape) -> str:
-    """Convert to a temporary file, verify it, and only then put it at DIR/model.onnx."""
-    final = os.path.join(args.output, "model.onnx")
-    tmp = os.path.join(args.output, f"model.onnx.unverified{os.getpid()}")
+def _export_onnx(model, args, shape, stage) -> str:
+    """Convert the staged Paddle export to a temporary file, verify it, and only then name it STAGE/model.onnx."""
+    final = os.path.join(stage, "model.onnx")
+    tmp = os.path.join(stage, f"model.onnx.unverified{os.getpid()}")
     try:
-        export_onnx(args.output, tmp, opset=args.opset)
+        export_onnx(stage, tmp, opset=args.opset)
         diff = verify_export(
             model,
             OnnxPredictor(tmp),
@@ -45,14 +48,23 @@ def _export_onnx(model, args, shape) -> str:
             hint="the ONNX model was not written; try another --opset or paddle2onnx/onnxruntime version.",
         )
         os.replace(tmp, final)
-    except Exception:
-        for path in (tmp, final):  # an older model.onnx no longer matches the model just exported
-            if os.path.exists(path):
-                os.remove(path)
-        raise
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return (
-        f"\nexported {final} (opset {args.opset}); verified with ONNX Runtime: max |diff| {diff:.2e} <= {args.atol:g}"
+        f"\nexported {os.path.join(args.output, 'model.onnx')} (opset {args.opset}); verified with ONNX Runtime: "
+        f"max |diff| {diff:.2e} <= {args.atol:g}"
     )
+
+
+def _output_folder(path: str) -> str:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--output {path} is a file; pass a folder (it will hold model.json + model.pdiparams)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder {path}: {e.strerror or e}") from None
+    return path
 
 
 def main(argv=None) -> int:
@@ -67,8 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--onnx", action="store_true", help="also write DIR/model.onnx (paddle2onnx) and verify it")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17: LayerNorm stays one op)")
     args = p.parse_args(argv)
-    onnx_msg = ""
+    onnx_msg, removed, onnx_error = "", [], None
     try:
+        _output_folder(args.output)
         cfg = get_config(args.config, args.override)
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
         shape = (4, *input_shape(cfg))
@@ -78,22 +91,31 @@ def main(argv=None) -> int:
         try:
             export_model(model, os.path.join(stage, "model"), shape)
             diff = verify_export(model, InferencePredictor(stage, onednn=not args.no_onednn), shape, args.atol)
-            for name in os.listdir(stage):
-                os.replace(os.path.join(stage, name), os.path.join(args.output, name))
+            if args.onnx:
+                try:
+                    onnx_msg = _export_onnx(model, args, shape, stage)
+                except (ExportError, ConfigError) as e:  # the Paddle export is verified: install it without ONNX
+                    onnx_error = e
+            removed = install_export(stage, args.output)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+        if onnx_error is not None:
+            raise onnx_error
         prefix = os.path.join(args.output, "model")
-        if args.onnx:
-            onnx_msg = _export_onnx(model, args, shape)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ExportError as e:
         print(f"error: export verification failed: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a read-only or full output folder
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: could not write the export to {args.output}: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    gone = f"\nremoved from {args.output} (an earlier export): {', '.join(removed)}" if removed else ""
     print(
-        f"exported {prefix}.json + .pdiparams, input [N, {', '.join(map(str, shape[1:]))}]; verified against "
-        f"dygraph: max |diff| {diff:.2e} <= {args.atol:g}{onnx_msg}"
+        f"exported {prefix}.json + .pdiparams, input [N, {', '.join(map(str, shape[1:]))}]; verified against dygraph "
+        f"(float32, CPU): max |diff| {diff:.2e} <= {args.atol:g}{onnx_msg}{gone}"
     )
     return 0
 

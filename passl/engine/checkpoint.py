@@ -41,10 +41,16 @@ def save_atomic(obj: Dict[str, Any], path: str) -> None:
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
+    """A training checkpoint, read with an allow-list unpickler (plain data only: no file runs code); tensors
+    come back as paddle Tensors, as ``paddle.load`` returns them."""
+    from passl.weights.paddle_pickle import UnsafePickleError, load_paddle
+
     if not os.path.isfile(path):
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        ckpt = paddle.load(path)
+        ckpt = load_paddle(path)
+    except UnsafePickleError as e:
+        raise ConfigError(str(e)) from None
     except Exception as e:  # a truncated or foreign file
         raise ConfigError(f"{path} is not a readable PASSL checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:

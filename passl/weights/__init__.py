@@ -20,13 +20,15 @@ import paddle
 import paddle.nn as nn
 
 from passl.registry import ConfigError
-from passl.weights.download import cache_dir, download
+from passl.weights.download import cache_dir, download, forget
+from passl.weights.paddle_pickle import load_paddle
 from passl.weights.torch_pickle import BadCheckpointError, UnsafePickleError, load_pth
 from passl.weights.zoo import ZOO, WeightInfo
 
 __all__ = [
     "load_pretrained",
     "read_state_dict",
+    "read_source",
     "to_passl",
     "detect_format",
     "resolve_source",
@@ -93,8 +95,9 @@ def _unwrap(obj: Any, path: str, use_ema: bool) -> Dict[str, np.ndarray]:
 
 
 def read_state_dict(path: str, use_ema: bool = False) -> Dict[str, np.ndarray]:
-    """name -> numpy array from a .pth (no torch needed, no code run), .safetensors or Paddle .pdparams file;
-    unwraps ``model``/``state_dict`` (or ``ema``/``model_ema`` with ``use_ema``) containers."""
+    """name -> numpy array from a .pth (no torch needed), .safetensors or Paddle pickle (.pdparams, .pdopt, ...)
+    file; unwraps ``model``/``state_dict`` (or ``ema``/``model_ema`` with ``use_ema``) containers. Pickles are read
+    with an allow-list of plain-data globals: no file runs code."""
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {path}")
     try:
@@ -104,9 +107,9 @@ def read_state_dict(path: str, use_ema: bool = False) -> Dict[str, np.ndarray]:
             return _unwrap(dict(load_file(path)), path, use_ema)
         if zipfile.is_zipfile(path) or path.endswith((".pth", ".pt", ".bin")):
             return _unwrap(load_pth(path), path, use_ema)
-        obj = paddle.load(path, return_numpy=True)
+        obj = load_paddle(path, return_numpy=True)
     except (UnsafePickleError, BadCheckpointError) as e:
-        raise WeightsError(str(e)) from None
+        raise WeightsError(str(e) if path in str(e) else f"{path}: {e}") from None
     except WeightsError:
         raise
     except Exception as e:  # truncated or foreign files surface as many exception types
@@ -172,18 +175,36 @@ def to_passl(sd: Mapping[str, np.ndarray], torch_layout: bool) -> Dict[str, np.n
 
 
 # -------------------------------------------------------------------------------------------------- sources
-def resolve_source(source: str, offline: Optional[bool] = None) -> str:
-    """A local path for a zoo name, a URL (downloaded into the cache) or a path."""
+def _resolve(source: str, offline: Optional[bool]):
+    """(local path, whether it is a downloaded file in the cache)."""
     if source in ZOO:
         info = ZOO[source]
-        return download(info.url, info.filename, info.sha256, offline)
+        return download(info.url, info.filename, info.sha256, offline), True
     if re.match(r"^(https?|file)://", source):
-        return download(source, offline=offline)
+        return download(source, offline=offline), True
     if not os.path.exists(source):
         close = [n for n in ZOO if source.lower() in n.lower()][:5]
         hint = f"; zoo names that contain it: {', '.join(close)}" if close else "; see docs/model_zoo.md for names"
         raise WeightsError(f"pretrained '{source}' is neither a zoo name, a URL nor an existing file{hint}")
-    return source
+    return source, False
+
+
+def resolve_source(source: str, offline: Optional[bool] = None) -> str:
+    """A local path for a zoo name, a URL (downloaded into the cache) or a path."""
+    return _resolve(source, offline)[0]
+
+
+def read_source(source: str, use_ema: bool = False, offline: Optional[bool] = None):
+    """(local path, state dict) of a zoo name, URL or path. A downloaded file that cannot be read as weights (an
+    HTML error page, a damaged or refused file) is removed from the cache, with its checksum record."""
+    path, cached = _resolve(source, offline)
+    try:
+        return path, read_state_dict(path, use_ema)
+    except WeightsError as e:
+        if not cached or (use_ema and "no EMA weights" in str(e)):
+            raise
+        forget(path)
+        raise WeightsError(f"{e} [downloaded from {source}: removed it from the cache]") from None
 
 
 def _is_head(name: str) -> bool:
@@ -203,8 +224,7 @@ def load_pretrained(
 
     ``drop_head`` skips the classifier (fine-tuning to another class count); ``use_ema`` takes the EMA weights of a
     training checkpoint; ``strict`` fails when model tensors stay unloaded."""
-    path = resolve_source(source, offline)
-    raw = read_state_dict(path, use_ema)
+    path, raw = read_source(source, use_ema, offline)
     torch_layout = not path.endswith((".pdparams", ".pdopt", ".pdckpt"))
     fmt = detect_format(raw.keys())
     sd = to_passl(raw, torch_layout)

@@ -3,7 +3,8 @@
 ``torch.save`` (>= 1.6) writes a zip: ``<name>/data.pkl`` (a pickle) and ``<name>/data/<key>`` (raw storages).
 The pickle is read by an unpickler whose ``find_class`` only knows an allow-list (tensor rebuilders, storage types,
 OrderedDict and a few plain containers); any other global -- the way a malicious pickle runs code -- is refused.
-Tensors come back as NumPy arrays.
+Tensors come back as NumPy arrays, each checked against its storage first (size, stride and offset inside the
+storage's bounds, a known dtype): a crafted view is refused naming its key, never read out of bounds.
 """
 
 from __future__ import annotations
@@ -77,14 +78,83 @@ def _as_array(raw: bytes, dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
 
 
+class _View:
+    """A tensor as the pickle describes it (a view of a storage); materialised and checked once its key is known."""
+
+    def __init__(self, storage, offset, size, stride) -> None:
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
 def _rebuild_tensor(storage, offset, size, stride, *args, **kwargs):
-    arr = storage
-    size, stride = tuple(size), tuple(stride)
+    return _View(storage, offset, size, stride)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _materialise(view: _View, key: str, path: str) -> np.ndarray:
+    """An own, contiguous copy of the view, after checking it lies inside its storage: sizes, strides and offset
+    non-negative integers, and the largest element the view reaches (offset + sum((size - 1) * stride)) below the
+    storage's element count. Python integers cannot overflow; the checks run before NumPy sees any number."""
+
+    def bad(why: str) -> BadCheckpointError:
+        return BadCheckpointError(f"{path}: tensor '{key}' is malformed ({why}); the file is damaged or crafted")
+
+    arr, offset = view.storage, view.offset
+    if not isinstance(arr, np.ndarray) or arr.ndim != 1:
+        raise bad(f"its storage is a {type(arr).__name__}, not a storage")
+    try:
+        size, stride = tuple(view.size), tuple(view.stride)
+    except TypeError:
+        raise bad("size or stride is not a sequence") from None
+    if not _is_int(offset) or offset < 0:
+        raise bad(f"storage offset {offset!r} is not a non-negative integer")
+    if len(size) != len(stride):
+        raise bad(f"size {list(size)} and stride {list(stride)} differ in length")
+    if not all(_is_int(v) and v >= 0 for v in size + stride):
+        raise bad(f"size {list(size)} or stride {list(stride)} is not made of non-negative integers")
+    numel = 1
+    for n in size:
+        numel *= n
+    if numel == 0:
+        if offset > arr.size:
+            raise bad(f"storage offset {offset} is beyond its storage of {arr.size} elements")
+        return np.zeros(size, dtype=arr.dtype)
+    last = offset + sum((n - 1) * st for n, st in zip(size, stride))
+    if last >= arr.size:
+        raise bad(
+            f"size {list(size)}, stride {list(stride)}, offset {offset} reach element {last}, its storage holds "
+            f"{arr.size}"
+        )
+    if numel > arr.size:
+        raise bad(f"it has {numel} elements, more than its storage of {arr.size}")
     if not size:
         return np.array(arr[offset])
     itemsize = arr.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(arr[offset:], shape=size, strides=[s * itemsize for s in stride])
-    return np.array(view)  # own, contiguous copy
+    view_arr = np.lib.stride_tricks.as_strided(arr[offset:], shape=size, strides=[s * itemsize for s in stride])
+    return np.array(view_arr)  # own, contiguous copy
+
+
+def _materialise_all(obj: Any, path: str, key: str = "") -> Any:
+    """Replace every _View in the unpickled containers by its checked array, naming the tensor by its key path."""
+    if isinstance(obj, _View):
+        return _materialise(obj, key or "<top level>", path)
+    join = (lambda k: f"{key}.{k}") if key else str
+    if isinstance(obj, dict):
+        for k in list(obj):
+            obj[k] = _materialise_all(obj[k], path, join(k))
+        return obj
+    if isinstance(obj, list):
+        return [_materialise_all(v, path, join(i)) for i, v in enumerate(obj)]
+    if isinstance(obj, tuple):
+        return tuple(_materialise_all(v, path, join(i)) for i, v in enumerate(obj))
+    if isinstance(obj, _Namespace):
+        obj.__dict__.update(_materialise_all(dict(obj.__dict__), path, key))
+        return obj
+    if isinstance(obj, (set, frozenset)) and any(isinstance(v, _View) for v in obj):
+        raise BadCheckpointError(f"{path}: a tensor inside a set at '{key}'; not a weights file")
+    return obj
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *args):
@@ -123,10 +193,21 @@ class _SafeUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
             raise UnsafePickleError(f"refusing to load: unknown persistent id {pid!r}")
+        if len(pid) < 3:
+            raise UnsafePickleError(f"refusing to load: malformed storage id {pid!r}")
         storage_type, key = pid[1], str(pid[2])
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else storage_type
+        if not (
+            any(dtype is known for known in _STORAGE_DTYPES.values())
+            or (isinstance(dtype, str) and dtype == "bfloat16")
+        ):
+            raise BadCheckpointError(f"storage {key} has an unknown dtype {dtype!r}")
         if key not in self._cache:
-            self._cache[key] = _as_array(self._read_record(key), dtype)
+            raw = self._read_record(key)
+            itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+            if len(raw) % itemsize:
+                raise BadCheckpointError(f"storage {key} has {len(raw)} bytes, not a multiple of {itemsize}")
+            self._cache[key] = _as_array(raw, dtype)
         return self._cache[key]
 
 
@@ -159,6 +240,9 @@ def load_pth(path: str) -> Any:
 
     try:
         with zf.open(pkl[0]) as f:
-            return _SafeUnpickler(io.BytesIO(f.read()), read_record).load()
+            obj = _SafeUnpickler(io.BytesIO(f.read()), read_record).load()
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise BadCheckpointError(f"{path} is damaged ({e}); download it again") from None
+    except BadCheckpointError as e:
+        raise BadCheckpointError(str(e) if path in str(e) else f"{path}: {e}") from None
+    return _materialise_all(obj, path)

@@ -19,14 +19,17 @@ from passl.inference import (
 from passl.modeling import build_model
 from passl.registry import ConfigError
 from tests.engine.helpers import ROOT
+from tests.inference.helpers import randomize
 
 
-def _model():
-    return build_model(
-        {
-            "architecture": {"name": "ConvNeXt", "arch": "atto"},
-            "head": {"name": "ConvNeXtClsHead", "in_channels": 320, "num_classes": 10},
-        }
+def _model():  # random layer scale, norms and biases: every block shows in the logits
+    return randomize(
+        build_model(
+            {
+                "architecture": {"name": "ConvNeXt", "arch": "atto"},
+                "head": {"name": "ConvNeXtClsHead", "in_channels": 320, "num_classes": 10},
+            }
+        )
     )
 
 
@@ -71,6 +74,7 @@ def test_export_and_predict_tools(tmp_path):
             "head": {"name": "ConvNeXtClsHead", "in_channels": 64, "num_classes": 10},
         }
     )
+    randomize(model)
     paddle.save(model.state_dict(), str(weights))
     cfg = "configs/demo/fashion_mnist_convnext.yaml"
     over = [

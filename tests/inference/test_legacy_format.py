@@ -10,6 +10,7 @@ import paddle
 from passl.inference import DygraphPredictor, InferencePredictor, model_files
 from passl.modeling import build_model
 from tests.engine.helpers import ROOT
+from tests.inference.helpers import randomize
 
 _EXPORT = """
 import sys, paddle
@@ -27,7 +28,7 @@ def test_pdmodel_layout_is_read_back(tmp_path):
         "architecture": {"name": "ConvNeXt", "arch": "atto", "layer_scale_init_value": 0.5},
         "head": {"name": "ConvNeXtClsHead", "in_channels": 320, "num_classes": 4},
     }
-    model = build_model(cfg)
+    model = randomize(build_model(cfg))  # random layer scale, norms and biases: every block shows in the logits
     weights = str(tmp_path / "w.pdparams")
     paddle.save(model.state_dict(), weights)
     code = _EXPORT.format(root=ROOT, cfg=cfg, weights=weights, prefix=str(tmp_path / "legacy" / "model"))

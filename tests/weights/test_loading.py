@@ -1,11 +1,8 @@
 """Safe reading, clear errors, head dropping, downloads into the cache, and the zoo table."""
 
-import functools
 import hashlib
-import http.server
 import os
 import pickle
-import threading
 import zipfile
 
 import numpy as np
@@ -44,15 +41,23 @@ def _torch_like_zip(path, payload: bytes):
 
 
 class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.system, (f"touch '{self.marker}'",))
 
 
 def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "payload_ran"
+    pickle.loads(pickle.dumps(_RunsCode(marker)))  # the payload does run when unpickled without the allow-list
+    assert marker.exists()
+    marker.unlink()
     path = str(tmp_path / "evil.pth")
-    _torch_like_zip(path, pickle.dumps({"model": {"w": _RunsCode()}}))
+    _torch_like_zip(path, pickle.dumps({"model": {"w": _RunsCode(marker)}}))
     with pytest.raises(WeightsError, match=r"refusing to load.*'posix.system'|refusing to load.*os.system"):
         read_state_dict(path)
+    assert not marker.exists()  # refused before it ran, not after
 
 
 def test_truncated_files_give_clear_errors(tmp_path):
@@ -110,27 +115,6 @@ def test_drop_head_for_another_class_count_and_ema_and_bare_backbone(tmp_path):
         load_pretrained(_model(classes=21), no_ema, use_ema=True)
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    requests = []
-    original = server.finish_request
-
-    def counting(request, client_address):
-        requests.append(client_address)
-        return original(request, client_address)
-
-    server.finish_request = counting
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-
-
 def test_download_caches_and_verifies(http_server, tmp_path, monkeypatch, capfd):
     served, base, requests = http_server
     cache = tmp_path / "cache"
@@ -153,7 +137,8 @@ def test_download_caches_and_verifies(http_server, tmp_path, monkeypatch, capfd)
     assert download(url, "again.pdparams", sha256=digest) == str(cache / "again.pdparams")
     with pytest.raises(ConfigError, match="checksum mismatch"):
         download(url, "bad.pdparams", sha256="0" * 64)
-    assert sorted(os.listdir(cache)) == ["again.pdparams", "tiny.pdparams"]  # nothing half-written left behind
+    cached = sorted(n for n in os.listdir(cache) if not n.endswith(".sha256.json"))  # checksum records beside
+    assert cached == ["again.pdparams", "tiny.pdparams"]  # nothing half-written left behind
     monkeypatch.setenv("PASSL_OFFLINE", "1")
     with pytest.raises(ConfigError, match=r"offline.*put it at .*cache/other.pdparams"):
         load_pretrained(_model(), f"{base}/other.pdparams")

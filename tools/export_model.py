@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import input_shape, model_from_config  # noqa: E402
+from _common import QuietFirstCall, input_shape, model_from_config  # noqa: E402
 
 from passl.inference import (  # noqa: E402
     ExportError,
@@ -77,7 +77,9 @@ def main(argv=None) -> int:
         stage = os.path.join(args.output, f".unverified{os.getpid()}")
         try:
             export_model(model, os.path.join(stage, "model"), shape)
-            diff = verify_export(model, InferencePredictor(stage, onednn=not args.no_onednn), shape, args.atol)
+            diff = verify_export(
+                model, QuietFirstCall(InferencePredictor(stage, onednn=not args.no_onednn)), shape, args.atol
+            )
             for name in os.listdir(stage):
                 os.replace(os.path.join(stage, name), os.path.join(args.output, name))
         finally:

@@ -48,4 +48,5 @@ def test_config_builds_its_model(path):
         cfg.model.head.in_channels = 128
     model = build_model(cfg.model)
     assert model.num_classes == cfg.model.head.num_classes
-    assert model.backbone.num_features == cfg.model.head.in_channels
+    assert cfg.model.head.in_channels in (None, model.backbone.num_features)  # null: the backbone's width
+    assert model.head.in_channels == model.backbone.num_features

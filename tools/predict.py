@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     backend = args.backend or ("paddle" if args.model_dir else "dygraph")
     failed = 0
     try:
+        if args.topk < 1 or args.batch_size < 1:
+            raise ConfigError(f"--topk and --batch-size must be at least 1, got {args.topk} and {args.batch_size}")
         cfg = get_config(args.config, args.override)
         names = _class_names(cfg, args.class_names, int(cfg.model.head.get("num_classes") or 0))
         files = _images(args.inputs)
@@ -145,10 +147,9 @@ def main(argv=None) -> int:
                 f"{args.model_dir} takes {'x'.join(map(str, declared))} inputs but {args.config}'s evaluation "
                 f"transforms give {'x'.join(map(str, prep.shape))}: predict with the config it was exported with"
             )
-        step = max(1, args.batch_size)
-        for start in range(0, len(files), step):
+        for start in range(0, len(files), args.batch_size):
             chunk, batch = [], []
-            for f in files[start : start + step]:
+            for f in files[start : start + args.batch_size]:
                 try:
                     batch.append(prep(f))
                     chunk.append(f)

@@ -121,6 +121,8 @@ def test_config_errors_and_missing_inputs(exported, tmp_path):
     _, weights, inf, imgs = exported
     res = run_tool(["tools/predict.py", "-c", DEMO, *TINY, "--weights", str(weights), str(tmp_path / "nothing")])
     assert res.returncode == 2 and "no such image or folder" in res.stderr and "Traceback" not in res.stderr
+    res = run_tool(["tools/predict.py", "-c", DEMO, *TINY, "--weights", str(weights), "--topk", "0", str(imgs)])
+    assert res.returncode == 2 and "--topk and --batch-size must be at least 1" in res.stderr
     # an export made for another input size than the config's transforms give is refused up front, naming both
     res = run_tool(
         [

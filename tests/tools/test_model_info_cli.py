@@ -86,4 +86,4 @@ def test_override_type_message_reads_right():
         get_config(f"{ROOT}/{DEMO}", ["train.epochs=three"])
     msg = str(e.value)
     assert "train.epochs" in msg and "int" in msg and "'three'" in msg
-    assert " a int" not in msg
+    assert "the config has an int (3)" in msg and "got a str ('three')" in msg and " a int" not in msg

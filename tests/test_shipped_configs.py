@@ -49,6 +49,9 @@ def test_config_builds_its_model_and_runs_a_forward_pass(path):
         arch["dims"] = [16, 32, 64, 128]
         cfg.model.head.in_channels = 128
     model = build_model(cfg.model)
+    assert model.num_classes == cfg.model.head.num_classes
+    assert cfg.model.head.in_channels in (None, model.backbone.num_features)  # null: the backbone's width
+    assert model.head.in_channels == model.backbone.num_features
     model.eval()
     chans = int(arch.get("in_chans", 3))
     # A small input: 8x the stem stride leaves one pixel per image at the last stage (16 px for the demo).

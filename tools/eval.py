@@ -1,28 +1,39 @@
 """Evaluate a model on the config's validation set: top-1, top-5, loss, image count, images/s; a JSON report.
 
 python tools/eval.py -c configs/convnext/convnext_tiny.yaml -o model.pretrained=PATH [--ema] [--report FILE]
+python tools/eval.py -c CONFIG --model-dir inference/ [--backend paddle|onnx]     # an existing export, as it is
 python -m paddle.distributed.launch --nproc_per_node 2 tools/eval.py -c ...   # each image counted once
 
 --backend auto (the default) evaluates on CPU through Paddle Inference: the model is exported to a temporary folder,
 checked against the dygraph model on one batch (refused above 1e-4), and run about 5x faster than dygraph on this
-kind of CPU; on a GPU it evaluates the dygraph model. --backend dygraph|paddle|onnx chooses explicitly, and
---model-dir evaluates an existing export (tools/export_model.py) instead of exporting again.
+kind of CPU; on a GPU it evaluates the dygraph model. --backend dygraph|paddle|onnx chooses explicitly.
+
+--model-dir evaluates an existing export (tools/export_model.py, which verified it when it wrote it) as it is, with
+the paddle backend unless --backend onnx; only when weights are given too (--weights, or -o model.pretrained=...)
+is it checked against them first. A config's own model.pretrained (a recipe's starting point) is not used then.
+
+The report goes to --report FILE (replaced if it exists); by default to a new
+OUTPUT_DIR/eval_report_YYYYmmdd-HHMMSS.json, so a training run's or an earlier evaluation's report is never
+overwritten. --predictions writes a CSV with class names beside the indices when the dataset has them.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import input_shape, model_from_config  # noqa: E402
+from _common import QuietFirstCall, input_shape, model_from_config, quiet_native  # noqa: E402
 
-from passl.data import build_dataset, check_classes  # noqa: E402
+from passl.data import build_dataset, check_classes, imagenet_class_names, imagenet_wnids  # noqa: E402
 from passl.data.loader import build_loader  # noqa: E402
 from passl.engine.evaluator import evaluate  # noqa: E402
 from passl.inference import ExportError, build_predictor, export_model, verify_export  # noqa: E402
@@ -31,40 +42,90 @@ from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
 
 
-def _backend(model, cfg, args):
-    """The callable to evaluate: the dygraph model, or a verified Paddle Inference / ONNX Runtime predictor."""
+def _weights_given(args) -> bool:
+    """Weights named on the command line: --weights or -o model.pretrained=... (not the config file's own)."""
+    return bool(args.weights) or any(o.split("=", 1)[0].strip() == "model.pretrained" for o in args.override)
+
+
+def _backend(cfg, args):
+    """The callable to evaluate: the dygraph model, or a Paddle Inference / ONNX Runtime predictor (of a fresh
+    export verified against the model, or of --model-dir: verified only when weights are given)."""
     import paddle
 
     backend = args.backend
+    if args.model_dir and backend == "dygraph":
+        raise ConfigError(
+            "--model-dir is an export, run by --backend paddle or onnx; --backend dygraph evaluates --weights"
+        )
     if backend == "auto":
-        backend = "dygraph" if "gpu" in paddle.device.get_device() else "paddle"
+        on_gpu = "gpu" in paddle.device.get_device()
+        backend = "paddle" if args.model_dir or not on_gpu else "dygraph"
     args.backend_used = backend
+    if backend == "onnx" and not args.model_dir:
+        raise ConfigError("--backend onnx evaluates an ONNX export: pass --model-dir (tools/export_model.py --onnx)")
+    shape = input_shape(cfg)
+    model = None
+    if not args.model_dir or _weights_given(args):
+        model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
+    elif is_main_process():
+        print(
+            f"evaluating the export in {args.model_dir} as it is (verified when it was exported); "
+            "pass --weights to check it against them first",
+            file=sys.stderr,
+        )
     if backend == "dygraph":
         return model
     threads = args.threads or max(1, (os.cpu_count() or 1) // get_world_size())
-    shape = input_shape(cfg)
     model_dir = args.model_dir
     if model_dir is None:
-        if backend == "onnx":
-            raise ConfigError(
-                "--backend onnx evaluates an ONNX export: pass --model-dir (tools/export_model.py --onnx)"
-            )
         model_dir = args.tmp_dir = tempfile.mkdtemp(prefix=f"passl_eval_rank{get_rank()}_")
         export_model(model, os.path.join(model_dir, "model"), [1, *shape])
     predictor = build_predictor(backend, model_dir=model_dir, threads=threads)
-    diff = verify_export(
-        model,
-        predictor,
-        [2, *shape],
-        hint="evaluate with --backend dygraph, or check the Paddle version (3.3.x gives wrong oneDNN logits).",
-    )
-    if is_main_process():
-        print(f"backend {backend} ({model_dir}): matches the dygraph model, max |diff| {diff:.1e}", file=sys.stderr)
+    if backend == "paddle":
+        predictor = QuietFirstCall(predictor)  # its first run prints a debug line from C++
+    session = getattr(predictor, "session", None)  # ONNX Runtime declares its input shape
+    if session is not None:
+        dims = list(session.get_inputs()[0].shape[1:])
+        if all(isinstance(d, int) for d in dims) and tuple(dims) != shape:
+            raise ConfigError(
+                f"{model_dir} takes {'x'.join(map(str, dims))} inputs but {args.config}'s data.val.transforms give "
+                f"{'x'.join(map(str, shape))}: evaluate with the config it was exported with"
+            )
+    if model is not None:
+        diff = verify_export(
+            model,
+            predictor,
+            [2, *shape],
+            hint="evaluate with --backend dygraph, or check the Paddle version (3.3.x gives wrong oneDNN logits).",
+        )
+        if is_main_process():
+            print(f"backend {backend} ({model_dir}): matches the dygraph model, max |diff| {diff:.1e}", file=sys.stderr)
 
     def run(images):
         return paddle.to_tensor(predictor(images.numpy()))
 
     return run
+
+
+def _class_names(dataset, num_classes: int):
+    """The dataset's class names (ImageNet wnids become their names), or None."""
+    names = list(getattr(dataset, "classes", None) or [])
+    if not names or len(names) != num_classes:
+        return None
+    if num_classes == 1000 and names == imagenet_wnids():
+        return imagenet_class_names()
+    return [str(n) for n in names]
+
+
+def _default_report(cfg) -> str:
+    """A new OUTPUT_DIR/eval_report_<UTC time>.json: never a file that exists (a training run's own report)."""
+    folder = cfg.get("output_dir") or "."
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, n = os.path.join(folder, f"eval_report_{stamp}.json"), 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(folder, f"eval_report_{stamp}_{n}.json")
+    return path
 
 
 def main(argv=None) -> int:
@@ -73,12 +134,16 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--override", action="append", default=[], help="key.sub=value (repeatable)")
     p.add_argument("--weights", default=None, help="weights file (default: model.pretrained)")
     p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
-    p.add_argument("--report", default=None, help="JSON report path (default: OUTPUT_DIR/eval_report.json)")
+    p.add_argument(
+        "--report",
+        default=None,
+        help="JSON report path, replaced if it exists (default: a new OUTPUT_DIR/eval_report_<UTC time>.json)",
+    )
     p.add_argument(
         "--predictions",
         default=None,
-        help="CSV of per-image top-5 predictions (index,label,top1..top5); with several processes each "
-        "rank writes FILE.rankN with its own images",
+        help="CSV of per-image top-5 predictions (index,label,top1..top5, then label_name,top1_name..top5_name "
+        "when the dataset has class names); with several processes each rank writes FILE.rankN with its own images",
     )
     p.add_argument("--backend", choices=("auto", "dygraph", "paddle", "onnx"), default="auto")
     p.add_argument("--model-dir", default=None, help="an existing export to evaluate (paddle/onnx backends)")
@@ -87,15 +152,17 @@ def main(argv=None) -> int:
     args.tmp_dir = None
     try:
         cfg = get_config(args.config, args.override)
-        init_distributed()
+        with quiet_native():  # init_parallel_env prints Paddle's "Modified FLAGS" banner
+            init_distributed()
         if not cfg.get("data", {}).get("val"):
             raise ConfigError(f"{args.config} has no data.val section to evaluate on")
         val = cfg.data.val
         dataset = build_dataset(val.dataset, val.get("transforms"), for_eval=True)
         loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
-        model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
-        check_classes(model, val=dataset)
-        model = _backend(model, cfg, args)
+        # classes checked before any work: by count against the config's head (an export carries no model object)
+        check_classes(SimpleNamespace(num_classes=int(cfg.model.head.num_classes)), val=dataset)
+        model = _backend(cfg, args)
+        names = _class_names(dataset, int(cfg.model.head.get("num_classes") or 0))
         rows = []
         sampler = loader.batch_sampler
 
@@ -115,25 +182,32 @@ def main(argv=None) -> int:
     res.update(
         backend=args.backend_used,
         config=args.config,
-        weights=args.weights or cfg.model.get("pretrained"),
+        weights=(args.weights or cfg.model.get("pretrained")) if not args.model_dir or _weights_given(args) else None,
+        model_dir=args.model_dir,
         skipped_images=skipped,
     )
     if args.predictions:
         path = args.predictions if get_world_size() == 1 else f"{args.predictions}.rank{get_rank()}"
-        with open(path + ".tmp", "w") as f:
-            f.write("index,label,top1,top2,top3,top4,top5\n")
-            f.writelines(",".join(map(str, r)) + "\n" for r in rows)
+        header = ["index", "label", "top1", "top2", "top3", "top4", "top5"]
+        if names:
+            header += ["label_name", "top1_name", "top2_name", "top3_name", "top4_name", "top5_name"]
+            rows = [(*r, *(names[i] if 0 <= i < len(names) else "" for i in r[1:])) for r in rows]
+        with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
         os.replace(path + ".tmp", path)
     if is_main_process():
         print(
             f"top1 {res['top1']:.3f} top5 {res['top5']:.3f} loss {res['loss']:.4f} images {res['count']} "
             f"({res['images_per_sec']:.1f} img/s){f', skipped {skipped} corrupt images' if skipped else ''}"
         )
-        report = args.report or os.path.join(cfg.get("output_dir") or ".", "eval_report.json")
+        report = args.report or _default_report(cfg)
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
         with open(report + ".tmp", "w") as f:
             json.dump(res, f, indent=2)
         os.replace(report + ".tmp", report)
+        print(f"report: {report}", file=sys.stderr)
     return 0
 
 

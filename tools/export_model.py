@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import input_shape, model_from_config  # noqa: E402
+from _common import QuietFirstCall, input_shape, model_from_config, quiet_native  # noqa: E402
 
 from passl.inference import (  # noqa: E402
     ExportError,
@@ -39,7 +39,8 @@ def _export_onnx(model, args, shape, stage) -> str:
     final = os.path.join(stage, "model.onnx")
     tmp = os.path.join(stage, f"model.onnx.unverified{os.getpid()}")
     try:
-        export_onnx(stage, tmp, opset=args.opset)
+        with quiet_native():  # paddle2onnx prints its own progress lines
+            export_onnx(stage, tmp, opset=args.opset)
         diff = verify_export(
             model,
             OnnxPredictor(tmp),
@@ -90,7 +91,9 @@ def main(argv=None) -> int:
         stage = os.path.join(args.output, f".unverified{os.getpid()}")
         try:
             export_model(model, os.path.join(stage, "model"), shape)
-            diff = verify_export(model, InferencePredictor(stage, onednn=not args.no_onednn), shape, args.atol)
+            diff = verify_export(
+                model, QuietFirstCall(InferencePredictor(stage, onednn=not args.no_onednn)), shape, args.atol
+            )
             if args.onnx:
                 try:
                     onnx_msg = _export_onnx(model, args, shape, stage)

@@ -5,9 +5,17 @@
 
 Backends: dygraph (the model with --weights, or model.pretrained; the default without --model-dir), paddle (the
 exported Paddle inference model in --model-dir, run with Paddle Inference; the default with --model-dir) and onnx
-(--model-dir's model.onnx with ONNX Runtime; tools/export_model.py --onnx writes it). Preprocessing is the config's
-data.val.transforms. Class names: --class-names (one name per line, in label order); else, for a 1000-class model,
-the ImageNet-1k names shipped with passl; else the validation dataset's ``classes``; else class indices.
+(--model-dir's model.onnx with ONNX Runtime; tools/export_model.py --onnx writes it). Every backend gets the same
+input: each image is decoded (any size; grayscale, palette, RGBA, CMYK, 16-bit ...), converted to the model's
+channels (model.architecture.in_chans: 1 -> grayscale, else RGB; alpha is dropped) and brought to the model's input
+size by the config's evaluation transforms (data.val.transforms; for a config without them, the official ImageNet
+eval pipeline). Folders are read without recursion; hidden files are skipped.
+
+A file that cannot be read or transformed is reported on stderr (naming it) and the others are still classified;
+the exit code is then 1. Configuration errors exit with 2.
+
+Class names: --class-names (one name per line, in label order); else, for a 1000-class model, the ImageNet-1k names
+shipped with passl; else the validation dataset's ``classes``; else class indices.
 """
 
 from __future__ import annotations
@@ -19,11 +27,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from _common import model_from_config  # noqa: E402
-from PIL import Image  # noqa: E402
+from _common import QuietFirstCall, eval_transform_cfgs, input_shape, model_from_config  # noqa: E402
 
 from passl.data import build_dataset, build_transforms, imagenet_class_names  # noqa: E402
-from passl.data.datasets.imagenet import IMG_EXTENSIONS  # noqa: E402
+from passl.data.datasets.imagenet import IMG_EXTENSIONS, load_image  # noqa: E402
 from passl.inference import BACKENDS, build_predictor  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
@@ -51,14 +58,56 @@ def _images(paths):
     out = []
     for p in paths:
         if os.path.isdir(p):
-            out += sorted(os.path.join(p, n) for n in os.listdir(p) if n.lower().endswith(IMG_EXTENSIONS))
+            out += sorted(
+                os.path.join(p, n)
+                for n in os.listdir(p)
+                if not n.startswith(".") and n.lower().endswith(IMG_EXTENSIONS) and os.path.isfile(os.path.join(p, n))
+            )
         elif os.path.isfile(p):
             out.append(p)
         else:
             raise ConfigError(f"no such image or folder: {p}")
     if not out:
-        raise ConfigError(f"no images found in {', '.join(paths)}")
+        raise ConfigError(f"no images found in {', '.join(paths)} (extensions {', '.join(IMG_EXTENSIONS)})")
     return out
+
+
+def _declared_shape(predictor):
+    """(C, H, W) an exported ONNX model declares, else None (Paddle Inference and dygraph take any size)."""
+    session = getattr(predictor, "session", None)
+    if session is None:
+        return None
+    dims = session.get_inputs()[0].shape[1:]
+    return tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None
+
+
+class _Preprocess:
+    """Path -> float32 (C, H, W) array at the model's input shape, or ValueError naming the file."""
+
+    def __init__(self, cfg):
+        ops, note = eval_transform_cfgs(cfg)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        self.transform = build_transforms(ops)
+        self.shape = input_shape(cfg)
+        self.gray = self.shape[0] == 1
+
+    def __call__(self, path):
+        try:
+            img = load_image(path)  # decoded and converted to RGB as the evaluation datasets do
+            if self.gray:
+                img = img.convert("L")
+            arr = np.asarray(self.transform(img), dtype=np.float32)
+        except Exception as e:  # any decoder or transform failure is about this one file
+            msg = str(e) or type(e).__name__
+            raise ValueError(msg if path in msg else f"cannot read image {path}: {msg}") from None
+        if arr.shape != self.shape:
+            raise ValueError(
+                f"{path}: data.val.transforms give a {'x'.join(map(str, arr.shape))} array, the model takes "
+                f"{'x'.join(map(str, self.shape))}; end the transforms with a ResizeCrop (or Resize + CenterCrop) "
+                f"to {self.shape[1]} and a Normalize with {self.shape[0]} mean/std values"
+            )
+        return arr
 
 
 def main(argv=None) -> int:
@@ -76,45 +125,63 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
     backend = args.backend or ("paddle" if args.model_dir else "dygraph")
+    failed = 0
     try:
+        if args.topk < 1 or args.batch_size < 1:
+            raise ConfigError(f"--topk and --batch-size must be at least 1, got {args.topk} and {args.batch_size}")
         cfg = get_config(args.config, args.override)
         names = _class_names(cfg, args.class_names, int(cfg.model.head.get("num_classes") or 0))
         files = _images(args.inputs)
-        transform = build_transforms(cfg.data.val.transforms)
+        prep = _Preprocess(cfg)
         if backend == "dygraph":
             predictor = build_predictor("dygraph", model=model_from_config(cfg, args.weights))
         elif backend == "onnx":
             predictor = build_predictor("onnx", model_dir=args.model_dir, threads=args.threads)
         else:
-            predictor = build_predictor(
-                "paddle", model_dir=args.model_dir, threads=args.threads, onednn=not args.no_onednn
+            predictor = QuietFirstCall(
+                build_predictor("paddle", model_dir=args.model_dir, threads=args.threads, onednn=not args.no_onednn)
             )
-        mode = "L" if int(cfg.model.architecture.get("in_chans", 3)) == 1 else "RGB"
-        for start in range(0, len(files), max(1, args.batch_size)):
-            chunk = files[start : start + max(1, args.batch_size)]
-            batch = np.stack([transform(_open(f, mode)) for f in chunk])
-            _show(chunk, predictor(batch), names, args.topk)
+        declared = _declared_shape(predictor)
+        if declared is not None and declared != prep.shape:
+            raise ConfigError(
+                f"{args.model_dir} takes {'x'.join(map(str, declared))} inputs but {args.config}'s evaluation "
+                f"transforms give {'x'.join(map(str, prep.shape))}: predict with the config it was exported with"
+            )
+        for start in range(0, len(files), args.batch_size):
+            chunk, batch = [], []
+            for f in files[start : start + args.batch_size]:
+                try:
+                    batch.append(prep(f))
+                    chunk.append(f)
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed += 1
+            if not chunk:
+                continue
+            try:
+                logits = predictor(np.stack(batch))
+            except Exception as e:  # a runtime's own error: say which images it was running
+                print(f"error: the {backend} backend failed on {', '.join(chunk)}: {e}", file=sys.stderr)
+                failed += len(chunk)
+                continue
+            _show(chunk, logits, names, args.topk)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if failed:
+        print(f"error: {failed} of {len(files)} images could not be classified (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
-def _open(path, mode):
-    try:
-        with Image.open(path) as img:
-            return img.convert(mode)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read image {path}: {e}") from None
-
-
 def _show(files, logits, names, topk):
+    logits = np.asarray(logits, dtype=np.float64)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     for f, pr in zip(files, probs):
-        top = np.argsort(-pr)[:topk]
+        top = np.argsort(-pr, kind="stable")[:topk]
         shown = "; ".join(f"{names[i] if names else i} {pr[i]:.3f}" for i in top)
-        print(f"{os.path.basename(f)}: {shown}")
+        print(f"{os.path.basename(f)}: {shown}", flush=True)
 
 
 if __name__ == "__main__":

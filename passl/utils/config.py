@@ -217,8 +217,8 @@ def apply_override(cfg: AttrDict, key: str, value: Any) -> None:
             ok = True
         if not ok:
             raise ConfigError(
-                f"override '{key}': the config has a {_type_name(old)} ({old!r}); "
-                f"got a {_type_name(value)} ({value!r}); give a value of the same type"
+                f"override '{key}': the config has a{'n' * (_type_name(old) == 'int')} {_type_name(old)} ({old!r}); "
+                f"got a{'n' * (_type_name(value) == 'int')} {_type_name(value)} ({value!r}); give a value of the same type"
             )
         if type(old) is float and type(value) is int:
             value = float(value)

@@ -77,6 +77,7 @@ def test_origin_snippet_key_architecture_from_a_config_file(repo_root):
 
     cfg = get_config(os.path.join(repo_root, "configs/demo/fashion_mnist_convnext.yaml"))
     assert "architecture" in cfg.model and "backbone" not in cfg.model
+    cfg.model.head.in_channels = 192  # the demo leaves it null (from the backbone); a head built alone needs it
     model = build_model(cfg.model)
     bb, head = build_backbone(cfg.model.architecture), build_head(cfg.model.head)
     assert set(model.state_dict()) == {f"backbone.{k}" for k in bb.state_dict()} | {

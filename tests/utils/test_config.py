@@ -58,9 +58,9 @@ def test_overrides_keep_types(cfg_files):
     [
         ("sec.z=1", "no key 'sec.z'"),
         ("nosuch.x=1", "no key 'nosuch'"),
-        ("sec.x=1.5", "has a int"),
+        ("sec.x=1.5", "has an int"),
         ("flag=3", "has a bool"),
-        ("a=hello", "has a int"),
+        ("a=hello", "has an int"),
         ("sec.x", "must look like key.sub=value"),
     ],
 )

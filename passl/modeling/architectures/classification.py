@@ -41,14 +41,22 @@ class Classification(nn.Layer):
         if head is None:
             raise ConfigError("model: the 'head' key is missing")
         self.backbone = build_backbone(arch_cfg)
-        self.head = build_head(head)
         feat = getattr(self.backbone, "num_features", None)
-        head_in = getattr(self.head, "in_channels", None)
-        if feat is not None and head_in is not None and feat != head_in:
+        head = dict(head)
+        if head.get("in_channels", "unset") is None:  # null: the head's input is the backbone's feature width
+            if feat is None:
+                raise ConfigError(
+                    "model.head.in_channels is null but the backbone does not report its feature width "
+                    "(num_features); set model.head.in_channels"
+                )
+            head["in_channels"] = int(feat)
+        head_in = head.get("in_channels")
+        if feat is not None and head_in is not None and int(feat) != int(head_in):
             raise ConfigError(
                 f"model.head.in_channels is {head_in} but the backbone's feature size is {feat}; set "
-                f"model.head.in_channels={feat}"
+                f"model.head.in_channels={feat}, or null to take it from the backbone (-o model.head.in_channels=null)"
             )
+        self.head = build_head(head)
         self.loss_fn = build_loss(loss) if loss is not None else None
         self.pretrained, self.pretrained_ema, self.drop_head = pretrained, pretrained_ema, drop_head
 

@@ -10,7 +10,6 @@ widths are checked by ``test_full_width_archs_match_timm`` below without files.
 """
 
 import argparse
-import re
 
 import numpy as np
 import paddle
@@ -19,6 +18,7 @@ import pytest
 from passl.modeling import build_model
 from passl.modeling.backbones.convnext_v2 import CONVNEXT_V2_ARCHS
 from passl.weights import load_pretrained, to_passl
+from tests.weights.v2_layouts import decoder, official_to_hf, official_to_minkowski, randomize, timm_to_official
 
 torch = pytest.importorskip("torch", reason="torch is a test-only reference (pip install -r requirements-dev.txt)")
 timm = pytest.importorskip("timm", reason="timm is a test-only reference (pip install -r requirements-dev.txt)")
@@ -35,120 +35,6 @@ FORMATS = [
     "hf_bin",
 ]
 NUM_CLASSES = 7
-
-
-def randomize(model):
-    """Non-trivial GRN gamma/beta, norms and biases (all zero or one at init) so every tensor matters."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "grn" in name or name.endswith(".bias") or "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if "norm.weight" in name else 0.0))
-
-
-def timm_to_official(sd):
-    """timm names and shapes -> the official dense checkpoint (models/convnextv2.py)."""
-    rules = [
-        (r"^stem\.(\d)\.", r"downsample_layers.0.\1."),
-        (r"^stages\.(\d)\.downsample\.(\d)\.", r"downsample_layers.\1.\2."),
-        (r"\.blocks\.(\d+)\.conv_dw\.", r".\1.dwconv."),
-        (r"\.blocks\.(\d+)\.mlp\.fc1\.", r".\1.pwconv1."),
-        (r"\.blocks\.(\d+)\.mlp\.fc2\.", r".\1.pwconv2."),
-        (r"\.blocks\.(\d+)\.mlp\.grn\.weight", r".\1.grn.gamma"),
-        (r"\.blocks\.(\d+)\.mlp\.grn\.bias", r".\1.grn.beta"),
-        (r"\.blocks\.(\d+)\.", r".\1."),
-        (r"^head\.norm\.", "norm."),
-        (r"^head\.fc\.", "head."),
-    ]
-    out = {}
-    for k, v in sd.items():
-        for pat, rep in rules:
-            k = re.sub(pat, rep, k)
-        if k.endswith(("pwconv1.weight", "pwconv2.weight")):
-            v = v.reshape(v.shape[0], v.shape[1])  # timm's 1x1-conv MLP (atto..nano) -> Linear
-        if ".grn." in k:
-            v = v.reshape(1, 1, 1, -1)
-        out[k] = v.clone()
-    return out
-
-
-def decoder(c3, dim=16, patch=4):
-    """A small dense FCMAE decoder (mask token, proj, one V2 block, pred) as models/fcmae.py names it."""
-    g = torch.Generator().manual_seed(5)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g)
-
-    return {
-        "mask_token": r(1, dim, 1, 1),
-        "proj.weight": r(dim, c3, 1, 1),
-        "proj.bias": r(dim),
-        "decoder.0.dwconv.weight": r(dim, 1, 7, 7),
-        "decoder.0.dwconv.bias": r(dim),
-        "decoder.0.norm.weight": r(dim),
-        "decoder.0.norm.bias": r(dim),
-        "decoder.0.pwconv1.weight": r(4 * dim, dim),
-        "decoder.0.pwconv1.bias": r(4 * dim),
-        "decoder.0.grn.gamma": r(1, 1, 1, 4 * dim),
-        "decoder.0.grn.beta": r(1, 1, 1, 4 * dim),
-        "decoder.0.pwconv2.weight": r(dim, 4 * dim),
-        "decoder.0.pwconv2.bias": r(dim),
-        "pred.weight": r(patch * patch * 3, dim, 1, 1),
-        "pred.bias": r(patch * patch * 3),
-    }
-
-
-def official_to_minkowski(official):
-    """The dense encoder -> what the official sparse pre-training saves: ``encoder.`` prefix, kernels (k*k, in, out)
-    or (k*k, C), ``ln``/``linear`` wrappers, (1, C) biases and GRN; the inverse of utils.remap_checkpoint_keys."""
-    out = {}
-    for k, v in official.items():
-        if k.startswith(("norm.", "head.")):
-            continue  # the sparse encoder has no final norm or head
-        if k.startswith("downsample_layers.0."):  # dense stem
-            out["encoder." + k] = v
-            continue
-        parts = k.split(".")
-        leaf = parts[-1]
-        if re.match(r"downsample_layers\.\d\.0\.", k) or re.match(r"stages\.\d+\.\d+\.norm\.", k):
-            out["encoder." + ".".join(parts[:-1] + ["ln", leaf])] = v
-        elif ".pwconv" in k:
-            out["encoder." + ".".join(parts[:-1] + ["linear", leaf])] = v
-        elif ".grn." in k:
-            out["encoder." + k] = v.reshape(1, -1)
-        elif leaf == "weight":  # 2x2 downsampling conv (out, in, 2, 2) or depthwise 7x7 (C, 1, 7, 7)
-            o, i, kh, kw = v.shape
-            if ".dwconv." in k:
-                kernel = v[:, 0].permute(2, 1, 0).reshape(kh * kw, o)
-            else:
-                kernel = v.permute(3, 2, 1, 0).reshape(kh * kw, i, o)
-            out["encoder." + ".".join(parts[:-1] + ["kernel"])] = kernel.contiguous()
-        else:  # conv biases
-            out["encoder." + k] = v.reshape(1, -1)
-    return out
-
-
-def official_to_hf(official):
-    """Official dense names -> transformers' ConvNextV2ForImageClassification."""
-    out = {}
-    for k, v in official.items():
-        if k.startswith("downsample_layers.0.0."):
-            nk = "convnextv2.embeddings.patch_embeddings." + k.split(".")[-1]
-        elif k.startswith("downsample_layers.0.1."):
-            nk = "convnextv2.embeddings.layernorm." + k.split(".")[-1]
-        elif k.startswith("downsample_layers."):
-            _, i, j, leaf = k.split(".")
-            nk = f"convnextv2.encoder.stages.{i}.downsampling_layer.{j}.{leaf}"
-        elif k.startswith("stages."):
-            _, i, j, rest = k.split(".", 3)
-            rest = {"norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}.get(rest, rest)
-            rest = rest.replace("grn.gamma", "grn.weight").replace("grn.beta", "grn.bias")
-            nk = f"convnextv2.encoder.stages.{i}.layers.{j}.{rest}"
-        elif k.startswith("norm."):
-            nk = "convnextv2.layernorm." + k.split(".")[-1]
-        else:
-            nk = "classifier." + k.split(".")[-1]
-        out[nk] = v
-    return out
 
 
 def our_model(arch, num_classes=NUM_CLASSES):

@@ -263,6 +263,7 @@ def load_pretrained(
         raise WeightsError(
             f"{source}: {len(report.missing)} model tensors are not in the file: "
             f"{', '.join(report.missing[:10])}; pass strict=False to allow it"
+            f"{convnext_v2.generation_hint(sd, own)}"
         )
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
     logger.info(report.summary())

@@ -33,6 +33,7 @@ __all__ = [
     "left_at_init",
     "flatten_grn",
     "is_v2",
+    "generation_hint",
 ]
 
 LAYOUTS = ("hf", "fcmae_minkowski")
@@ -88,11 +89,7 @@ def to_official(sd: Mapping[str, np.ndarray], layout: str) -> Dict[str, np.ndarr
     out: Dict[str, np.ndarray] = {}
     for k, v in sd.items():
         if layout == "hf":
-            for pat, rep in _HF:
-                if pat.match(k):
-                    k = pat.sub(rep, k)
-                    break
-            out[k] = v
+            out[next((pat.sub(rep, k) for pat, rep in _HF if pat.match(k)), k)] = v  # first matching row
             continue
         if not k.startswith("encoder."):  # decoder side: dense already, kept under its own names
             out[k] = v
@@ -138,3 +135,15 @@ def is_fcmae_encoder(sd: Mapping[str, np.ndarray]) -> bool:
 def left_at_init(model_key: str) -> bool:
     """Model tensors an encoder-only FCMAE checkpoint does not provide (final norm and classifier)."""
     return model_key.startswith(("backbone.norm.", "norm.", "head."))
+
+
+def generation_hint(file_keys: Iterable[str], model_keys: Iterable[str]) -> str:
+    """A hint for the load error when V1 weights meet a V2 model or the other way round, else ''."""
+    in_file, in_model = is_v2(file_keys), is_v2(model_keys)
+    if in_file == in_model:
+        return ""
+    family = "ConvNeXtV2" if in_file else "ConvNeXt"
+    return (
+        f" (the file holds ConvNeXt {'V2' if in_file else 'V1'} weights{' (GRN)' if in_file else ''}: build the "
+        f"model with model.architecture.name: {family})"
+    )

@@ -26,6 +26,10 @@ def _run(args, cwd):
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def _convert(src, out, cwd, *extra):
+    return _run(["tools/convert_weights.py", str(src), str(out), *extra], cwd)
+
+
 @pytest.fixture(scope="module")
 def atto_files(tmp_path_factory):
     torch.manual_seed(0)
@@ -44,28 +48,20 @@ def atto_files(tmp_path_factory):
 def test_convert_minkowski_fcmae_with_verify(atto_files, repo_root):
     _, folder = atto_files
     out = folder / "fcmae.pdparams"
-    res = _run(
-        ["tools/convert_weights.py", str(folder / "checkpoint-1599.pth"), str(out), "--arch", "atto", "--verify"],
-        repo_root,
-    )
+    res = _convert(folder / "checkpoint-1599.pth", out, repo_root, "--arch", "atto", "--verify")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "fcmae_minkowski layout (FCMAE encoder only), ConvNeXtV2 weights" in res.stdout
     assert "missing 0" in res.stdout and "encoder-only FCMAE weights: left at init (fine-tune them) 4" in res.stdout
     assert float(res.stdout.split("max |logit diff| ")[1].split()[0]) < 1e-4
     # A V1 arch name for V2 weights is refused with the family named.
-    res = _run(
-        ["tools/convert_weights.py", str(folder / "checkpoint-1599.pth"), str(out), "--arch", "xlarge"], repo_root
-    )
+    res = _convert(folder / "checkpoint-1599.pth", out, repo_root, "--arch", "xlarge")
     assert res.returncode == 2 and "not a ConvNeXtV2 arch" in res.stderr
 
 
 def test_convert_hf_then_eval_a_v2_config(atto_files, repo_root, tmp_path):
     ref, folder = atto_files
     out = tmp_path / "atto_hf.pdparams"
-    res = _run(
-        ["tools/convert_weights.py", str(folder / "model.safetensors"), str(out), "--arch", "atto", "--verify"],
-        repo_root,
-    )
+    res = _convert(folder / "model.safetensors", out, repo_root, "--arch", "atto", "--verify")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "hf layout, ConvNeXtV2 weights" in res.stdout and "missing 0; unexpected 0" in res.stdout
     assert float(res.stdout.split("max |logit diff| ")[1].split()[0]) < 1e-4

@@ -10,6 +10,7 @@ widths are checked by ``test_full_width_archs_match_timm`` below without files.
 """
 
 import argparse
+import re
 
 import numpy as np
 import paddle
@@ -17,7 +18,7 @@ import pytest
 
 from passl.modeling import build_model
 from passl.modeling.backbones.convnext_v2 import CONVNEXT_V2_ARCHS
-from passl.weights import load_pretrained, to_passl
+from passl.weights import WeightsError, load_pretrained, to_passl
 from tests.weights.v2_layouts import decoder, official_to_hf, official_to_minkowski, randomize, timm_to_official
 
 torch = pytest.importorskip("torch", reason="torch is a test-only reference (pip install -r requirements-dev.txt)")
@@ -155,3 +156,19 @@ def test_full_width_archs_match_timm(arch):
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     print(f"{arch} full width: max |logit diff| {np.abs(got - expected).max():.2e}")
+
+
+def test_v1_and_v2_weights_do_not_mix(tmp_path):
+    """Loading V2 weights into a V1 model (or V1 weights into V2) fails naming the generation to build."""
+    v2 = our_model("atto")
+    v1 = build_model(
+        {
+            "architecture": {"name": "ConvNeXt", "arch": "atto"},
+            "head": {"name": "ConvNeXtClsHead", "in_channels": 320, "num_classes": NUM_CLASSES},
+        }
+    )
+    for src, dst, name in ((v2, v1, "ConvNeXtV2"), (v1, v2, "ConvNeXt)")):
+        path = str(tmp_path / f"{name}.pdparams")
+        paddle.save(src.state_dict(), path)
+        with pytest.raises(WeightsError, match=re.escape(f"build the model with model.architecture.name: {name}")):
+            load_pretrained(dst, path)

@@ -17,29 +17,33 @@ def randomize(model):
                 p.copy_(torch.randn_like(p) * 0.3 + (1.0 if "norm.weight" in name else 0.0))
 
 
+# timm block sub-module -> official block attribute
+_BLOCK_PARTS = {"conv_dw": "dwconv", "norm": "norm", "mlp.fc1": "pwconv1", "mlp.fc2": "pwconv2"}
+_BLOCK_PARTS.update({"mlp.grn": "grn"})
+_GRN_LEAF = {"weight": "gamma", "bias": "beta"}
+
+
 def timm_to_official(sd):
     """timm names and shapes -> the official dense checkpoint (models/convnextv2.py)."""
-    rules = [
-        (r"^stem\.(\d)\.", r"downsample_layers.0.\1."),
-        (r"^stages\.(\d)\.downsample\.(\d)\.", r"downsample_layers.\1.\2."),
-        (r"\.blocks\.(\d+)\.conv_dw\.", r".\1.dwconv."),
-        (r"\.blocks\.(\d+)\.mlp\.fc1\.", r".\1.pwconv1."),
-        (r"\.blocks\.(\d+)\.mlp\.fc2\.", r".\1.pwconv2."),
-        (r"\.blocks\.(\d+)\.mlp\.grn\.weight", r".\1.grn.gamma"),
-        (r"\.blocks\.(\d+)\.mlp\.grn\.bias", r".\1.grn.beta"),
-        (r"\.blocks\.(\d+)\.", r".\1."),
-        (r"^head\.norm\.", "norm."),
-        (r"^head\.fc\.", "head."),
-    ]
     out = {}
     for k, v in sd.items():
-        for pat, rep in rules:
-            k = re.sub(pat, rep, k)
-        if k.endswith(("pwconv1.weight", "pwconv2.weight")):
+        p = k.split(".")
+        if p[0] == "stem":  # stem.0 conv, stem.1 norm
+            nk = ["downsample_layers", "0"] + p[1:]
+        elif p[0] == "head":  # head.norm -> norm, head.fc -> head
+            nk = ["norm" if p[1] == "norm" else "head"] + p[2:]
+        elif p[2] == "downsample":  # stages.S.downsample.J -> downsample_layers.S.J
+            nk = ["downsample_layers", p[1]] + p[3:]
+        else:  # stages.S.blocks.B.<part>.<leaf> -> stages.S.B.<attr>.<leaf>
+            part, leaf = ".".join(p[4:-1]), p[-1]
+            attr = _BLOCK_PARTS[part]
+            nk = ["stages", p[1], p[3], attr, _GRN_LEAF[leaf] if attr == "grn" else leaf]
+        nk = ".".join(nk)
+        if nk.endswith(("pwconv1.weight", "pwconv2.weight")):
             v = v.reshape(v.shape[0], v.shape[1])  # timm's 1x1-conv MLP (atto..nano) -> Linear
-        if ".grn." in k:
+        if ".grn." in nk:
             v = v.reshape(1, 1, 1, -1)
-        out[k] = v.clone()
+        out[nk] = v.clone()
     return out
 
 

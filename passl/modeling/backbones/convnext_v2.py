@@ -10,20 +10,14 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
-from passl.modeling.backbones.convnext import ConvNeXt
+from passl.modeling.backbones.convnext import CONVNEXT_ARCHS, ConvNeXt
 from passl.registry import BACKBONES
 
 __all__ = ["ConvNeXtV2", "CONVNEXT_V2_ARCHS"]
 
-# name -> (depths, dims): the eight archs of the official repository (README table).
+# name -> (depths, dims): the eight archs of the official repository (README table). All but huge have V1's shapes.
 CONVNEXT_V2_ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
-    "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
-    "pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
-    "nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    **{name: CONVNEXT_ARCHS[name] for name in ("atto", "femto", "pico", "nano", "tiny", "base", "large")},
     "huge": ((3, 3, 27, 3), (352, 704, 1408, 2816)),
 }
 

@@ -103,24 +103,26 @@ def official_to_minkowski(official):
     return out
 
 
-def official_to_hf(official):
-    """Official dense names -> transformers' ConvNextV2ForImageClassification."""
+def official_to_hf(official, prefix="convnextv2"):
+    """Official dense names -> transformers' ConvNextV2ForImageClassification (V1's ConvNextForImageClassification
+    with ``prefix="convnext"``: the same names, layer scale as ``layer_scale_parameter``)."""
     out = {}
     for k, v in official.items():
         if k.startswith("downsample_layers.0.0."):
-            nk = "convnextv2.embeddings.patch_embeddings." + k.split(".")[-1]
+            nk = f"{prefix}.embeddings.patch_embeddings." + k.split(".")[-1]
         elif k.startswith("downsample_layers.0.1."):
-            nk = "convnextv2.embeddings.layernorm." + k.split(".")[-1]
+            nk = f"{prefix}.embeddings.layernorm." + k.split(".")[-1]
         elif k.startswith("downsample_layers."):
             _, i, j, leaf = k.split(".")
-            nk = f"convnextv2.encoder.stages.{i}.downsampling_layer.{j}.{leaf}"
+            nk = f"{prefix}.encoder.stages.{i}.downsampling_layer.{j}.{leaf}"
         elif k.startswith("stages."):
             _, i, j, rest = k.split(".", 3)
             rest = {"norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}.get(rest, rest)
             rest = rest.replace("grn.gamma", "grn.weight").replace("grn.beta", "grn.bias")
-            nk = f"convnextv2.encoder.stages.{i}.layers.{j}.{rest}"
+            rest = "layer_scale_parameter" if rest == "gamma" else rest
+            nk = f"{prefix}.encoder.stages.{i}.layers.{j}.{rest}"
         elif k.startswith("norm."):
-            nk = "convnextv2.layernorm." + k.split(".")[-1]
+            nk = f"{prefix}.layernorm." + k.split(".")[-1]
         else:
             nk = "classifier." + k.split(".")[-1]
         out[nk] = v

@@ -125,3 +125,21 @@ def test_model_info_prints_the_official_count(repo_root):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "params: 3,708,400" in res.stdout and "MACs@224: 0.547 G" in res.stdout
+
+
+def test_v2_zoo_urls_and_published_top1():
+    """The official README's table: FCMAE -> 1K top-1 per arch, 22K -> 1K top-1 per arch and resolution."""
+    base = "https://dl.fbaipublicfiles.com/convnext/convnextv2/"
+    ft = {"atto": 76.7, "femto": 78.5, "pico": 80.3, "nano": 81.9, "tiny": 83.0, "base": 84.9}
+    ft.update(large=85.8, huge=86.3)
+    t22 = {"nano": {224: 82.1, 384: 83.4}, "tiny": {224: 83.9, 384: 85.1}, "base": {224: 86.8, 384: 87.7}}
+    t22.update(large={224: 87.3, 384: 88.2}, huge={384: 88.7, 512: 88.9})
+    for arch, top1 in ft.items():
+        fcmae, ema = ZOO[f"convnextv2_{arch}_1k_224_fcmae"], ZOO[f"convnextv2_{arch}_1k_224_ema"]
+        assert fcmae.url == f"{base}pt_only/convnextv2_{arch}_1k_224_fcmae.pt" and fcmae.num_classes == 0
+        assert ema.url == f"{base}im1k/convnextv2_{arch}_1k_224_ema.pt" and ema.top1 == top1
+    for arch, by_res in t22.items():
+        for res, top1 in by_res.items():
+            w = ZOO[f"convnextv2_{arch}_22k_{res}_ema"]
+            assert w.url == f"{base}im22k/convnextv2_{arch}_22k_{res}_ema.pt" and (w.top1, w.resolution) == (top1, res)
+            assert (w.crop_mode, w.crop_pct) == (("squash", 1.0) if res >= 384 else ("center", 0.875))

@@ -172,3 +172,9 @@ def test_v1_and_v2_weights_do_not_mix(tmp_path):
         paddle.save(src.state_dict(), path)
         with pytest.raises(WeightsError, match=re.escape(f"build the model with model.architecture.name: {name}")):
             load_pretrained(dst, path)
+
+
+def test_a_minkowski_kernel_that_is_not_square_is_a_clear_error():
+    sd = {"encoder.downsample_layers.1.1.kernel": np.zeros((5, 2, 3), "float32")}
+    with pytest.raises(WeightsError, match=r"'encoder.downsample_layers.1.1.kernel' has shape \[5, 2, 3\]"):
+        to_passl(sd, torch_layout=True)

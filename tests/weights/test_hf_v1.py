@@ -11,7 +11,7 @@ from passl.weights import load_pretrained
 torch = pytest.importorskip("torch", reason="torch is a test-only reference (pip install -r requirements-dev.txt)")
 timm = pytest.importorskip("timm", reason="timm is a test-only reference (pip install -r requirements-dev.txt)")
 
-from tests.weights.v2_layouts import official_to_hf, randomize  # noqa: E402
+from tests.weights.v2_layouts import official_to_hf, randomize, timm_to_official  # noqa: E402
 
 
 def test_hf_convnext_v1_safetensors(tmp_path):
@@ -22,14 +22,7 @@ def test_hf_convnext_v1_safetensors(tmp_path):
         for name, p in ref.named_parameters():
             if name.endswith("gamma"):
                 p.copy_(torch.randn_like(p) * 0.3)
-    official = {}
-    for k, v in ref.state_dict().items():  # timm -> official V1 names (gamma is the layer scale)
-        k = k.replace("stem.", "downsample_layers.0.").replace("head.fc.", "head.").replace("head.norm.", "norm.")
-        for s in range(1, 4):
-            k = k.replace(f"stages.{s}.downsample.", f"downsample_layers.{s}.")
-        k = k.replace(".blocks.", ".").replace("conv_dw.", "dwconv.").replace("mlp.fc1.", "pwconv1.")
-        k = k.replace("mlp.fc2.", "pwconv2.")
-        official[k] = v.reshape(v.shape[0], v.shape[1]) if k.endswith(("pwconv1.weight", "pwconv2.weight")) else v
+    official = timm_to_official(ref.state_dict())
     hf = official_to_hf(official, prefix="convnext")
     assert "convnext.encoder.stages.0.layers.0.layer_scale_parameter" in hf
     from safetensors.torch import save_file

@@ -24,7 +24,7 @@ _GRN_LEAF = {"weight": "gamma", "bias": "beta"}
 
 
 def timm_to_official(sd):
-    """timm names and shapes -> the official dense checkpoint (models/convnextv2.py)."""
+    """timm names and shapes -> the official dense checkpoint (models/convnextv2.py; V1's models/convnext.py)."""
     out = {}
     for k, v in sd.items():
         p = k.split(".")
@@ -34,6 +34,8 @@ def timm_to_official(sd):
             nk = ["norm" if p[1] == "norm" else "head"] + p[2:]
         elif p[2] == "downsample":  # stages.S.downsample.J -> downsample_layers.S.J
             nk = ["downsample_layers", p[1]] + p[3:]
+        elif len(p) == 5:  # stages.S.blocks.B.gamma: V1's layer scale
+            nk = ["stages", p[1], p[3], p[4]]
         else:  # stages.S.blocks.B.<part>.<leaf> -> stages.S.B.<attr>.<leaf>
             part, leaf = ".".join(p[4:-1]), p[-1]
             attr = _BLOCK_PARTS[part]

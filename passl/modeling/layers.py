@@ -14,6 +14,7 @@ __all__ = [
     "DropPath",
     "LayerNorm2d",
     "DepthwiseConv2D",
+    "GRN",
     "trunc_normal_",
     "zeros_",
     "ones_",
@@ -95,6 +96,36 @@ class LayerNorm2d(nn.Layer):
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
+
+
+class GRN(nn.Layer):
+    """Global Response Normalization (ConvNeXt V2, arXiv 2301.00808) over channels-last input (N, H, W, C).
+
+    Per sample and channel: ``Gx = sqrt(sum_{h,w} x^2)`` (the L2 norm over H and W; ``paddle.linalg.norm`` over two
+    axes would be a matrix norm), ``Nx = Gx / (mean_c Gx + eps)``, ``out = gamma * (x * Nx) + beta + x``. ``gamma``
+    and ``beta`` have shape [C] and start at zero, so the layer starts as the identity. The statistics are computed
+    in float32 under half precision (a sum of squares over H x W overflows float16), and a channel that is zero
+    everywhere gets a zero gradient (as torch's norm gives) instead of the NaN of sqrt at 0.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.gamma = self.create_parameter([dim], default_initializer=nn.initializer.Constant(0.0))
+        self.beta = self.create_parameter([dim], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        xf = x if x.dtype == paddle.float32 else x.astype("float32")
+        sq = paddle.sum(xf * xf, axis=[1, 2], keepdim=True)  # (N, 1, 1, C)
+        nonzero = sq > 0
+        gx = paddle.where(nonzero, paddle.sqrt(paddle.where(nonzero, sq, paddle.ones_like(sq))), sq)
+        nx = gx / (gx.mean(axis=-1, keepdim=True) + self.eps)  # (N, 1, 1, C)
+        if nx.dtype != x.dtype:
+            nx = nx.astype(x.dtype)
+        return self.gamma * (x * nx) + self.beta + x
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
 
 
 _SHIFT_BASIS: Dict[Tuple[int, int, int], paddle.Tensor] = {}

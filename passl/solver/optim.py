@@ -1,9 +1,11 @@
 """Optimizers with the official ConvNeXt parameter groups: no weight decay on 1-D parameters (biases, norms,
-gamma) and optional layer-wise lr decay driven by the model's own ``get_layer_id``; optional gradient clipping by
-the global norm over all groups."""
+gamma) nor on parameters named ``*.bias``, ``*.gamma`` or ``*.beta`` (V2's GRN, as the official V2 fine-tuning
+code), and optional layer-wise lr decay driven by the model's own ``get_layer_id`` (rule ``group`` or ``single``);
+optional gradient clipping by the global norm over all groups."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -15,24 +17,31 @@ from passl.registry import OPTIMIZERS, ConfigError
 __all__ = ["param_groups", "build_optimizer", "layer_id_of", "clip_grad_norm_", "AdamW", "Momentum", "SGD"]
 
 logger = logging.getLogger("passl.solver")
+_NO_DECAY_SUFFIXES = (".bias", ".gamma", ".beta")  # official V2 fine-tuning: biases, layer scale, GRN gamma/beta
 
 
-def layer_id_of(model: nn.Layer, name: str) -> Tuple[int, int]:
+def layer_id_of(model: nn.Layer, name: str, decay_type: Optional[str] = None) -> Tuple[int, int]:
     """(layer id, number of layer ids) of a parameter for layer-wise lr decay.
 
     The backbone (any sublayer named ``backbone`` with a ``get_layer_id(name)`` method, or the model itself)
-    decides; parameters outside the backbone (the head) get the last id.
+    decides; parameters outside the backbone (the head) get the last id. ``decay_type`` picks the backbone's rule
+    (ConvNeXt: ``group`` or ``single``); None takes the backbone's default (V1 ``group``, V2 ``single``).
     """
     backbone = getattr(model, "backbone", model)
     if not hasattr(backbone, "get_layer_id"):
         raise ConfigError(
             f"optimizer.layer_decay is set but {type(backbone).__name__} has no get_layer_id(); set layer_decay: null"
         )
-    num = backbone.num_layer_ids
+    decay_type = decay_type or getattr(backbone, "default_layer_decay_type", None)
+    if decay_type is None:  # a backbone with a single rule
+        num, get = backbone.num_layer_ids, backbone.get_layer_id
+    else:
+        num = backbone.layer_id_count(decay_type)
+        get = functools.partial(backbone.get_layer_id, decay_type=decay_type)
     if backbone is model:
-        return backbone.get_layer_id(name), num
+        return get(name), num
     if name.startswith("backbone."):
-        return backbone.get_layer_id(name[len("backbone.") :]), num
+        return get(name[len("backbone.") :]), num
     return num - 1, num
 
 
@@ -41,17 +50,20 @@ def param_groups(
     weight_decay: float,
     layer_decay: Optional[float] = None,
     no_weight_decay: Sequence[str] = (),
+    layer_decay_type: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
-    """Groups of parameters sharing (weight decay, lr scale). Decay is 0 for every parameter with ndim <= 1 and for
-    names containing any of ``no_weight_decay``; the lr scale is ``layer_decay ** (last_id - id)``."""
+    """Groups of parameters sharing (weight decay, lr scale). Decay is 0 for every parameter with ndim <= 1, for
+    names ending in ``.bias``, ``.gamma`` or ``.beta`` and for names containing any of ``no_weight_decay``; the lr
+    scale is ``layer_decay ** (last_id - id)`` with the backbone's ``layer_decay_type`` rule."""
     groups: Dict[Tuple[float, float], Dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if p.stop_gradient:
             continue
-        wd = 0.0 if (p.ndim <= 1 or any(k in name for k in no_weight_decay)) else float(weight_decay)
+        no_wd = p.ndim <= 1 or name.endswith(_NO_DECAY_SUFFIXES) or any(k in name for k in no_weight_decay)
+        wd = 0.0 if no_wd else float(weight_decay)
         scale = 1.0
         if layer_decay is not None:
-            lid, num = layer_id_of(model, name)
+            lid, num = layer_id_of(model, name, layer_decay_type)
             scale = float(layer_decay) ** (num - 1 - lid)
         g = groups.setdefault((wd, scale), {"params": [], "names": [], "weight_decay": wd, "learning_rate": scale})
         g["params"].append(p)
@@ -145,7 +157,7 @@ OPTIMIZERS.register(_adamw, name="AdamW")
 OPTIMIZERS.register(_momentum, name="Momentum")
 OPTIMIZERS.register(_sgd, name="SGD")
 
-_COMMON = {"name", "lr", "weight_decay", "layer_decay", "clip_grad", "no_weight_decay"}
+_COMMON = {"name", "lr", "weight_decay", "layer_decay", "layer_decay_type", "clip_grad", "no_weight_decay"}
 _SPECIFIC = {"AdamW": {"betas", "epsilon"}, "Momentum": {"momentum", "nesterov"}, "SGD": set()}
 
 
@@ -159,8 +171,15 @@ def build_optimizer(cfg: Mapping[str, Any], model: nn.Layer, lr_scheduler) -> pa
             f"optimizer ({name}) has unknown key(s) {', '.join(sorted(unknown))}; "
             f"allowed: {', '.join(sorted(_COMMON | _SPECIFIC.get(name, set())))}"
         )
+    decay_type = cfg.get("layer_decay_type")
+    if decay_type not in (None, "group", "single"):
+        raise ConfigError(f"optimizer.layer_decay_type must be group, single or null, got {decay_type!r}")
     groups = param_groups(
-        model, float(cfg.get("weight_decay", 0.0)), cfg.get("layer_decay"), tuple(cfg.get("no_weight_decay") or ())
+        model,
+        float(cfg.get("weight_decay", 0.0)),
+        cfg.get("layer_decay"),
+        tuple(cfg.get("no_weight_decay") or ()),
+        decay_type,
     )
     for g in groups:
         logger.debug(

@@ -20,6 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from passl.registry import ConfigError
+from passl.weights import convnext_v2
 from passl.weights.download import cache_dir, download, forget
 from passl.weights.paddle_pickle import load_paddle
 from passl.weights.torch_pickle import BadCheckpointError, UnsafePickleError, load_pth
@@ -54,6 +55,7 @@ class LoadReport:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     skipped_head: List[str] = field(default_factory=list)
+    left_at_init: List[str] = field(default_factory=list)  # not in encoder-only (FCMAE) weights: final norm, head
 
     def summary(self) -> str:
         def few(keys):
@@ -63,6 +65,8 @@ class LoadReport:
             f"{self.source} ({self.format} layout): loaded {len(self.loaded)} tensors; missing "
             f"{len(self.missing)}{few(self.missing)}; unexpected {len(self.unexpected)}{few(self.unexpected)}"
             f"{f'; classifier not loaded ({len(self.skipped_head)} tensors)' if self.skipped_head else ''}"
+            f"{f'; encoder-only FCMAE weights: left at init (fine-tune them) {len(self.left_at_init)}' if self.left_at_init else ''}"
+            f"{few(self.left_at_init)}"
         )
 
 
@@ -125,13 +129,16 @@ def detect_format(keys) -> str:
     keys = list(keys)
     if any(k.startswith("backbone.") for k in keys):
         return "passl_v1" if any(k.startswith("head.fc_cls.") for k in keys) else "passl"
+    v2_layout = convnext_v2.detect(keys)  # Hugging Face, FCMAE Minkowski
+    if v2_layout:
+        return v2_layout
     if any(k.startswith("stem.") or ".blocks." in k for k in keys):
         return "timm"
     if any(k.startswith(("downsample_layers.", "stages.")) for k in keys):
         return "official"
     raise WeightsError(
         f"unknown checkpoint layout (keys like {keys[:4]}); expected ConvNeXt weights in the "
-        f"official, timm, PaddleClas, PASSL or our own layout"
+        f"official, timm, Hugging Face, FCMAE (Minkowski), PaddleClas, PASSL or our own layout"
     )
 
 
@@ -141,6 +148,8 @@ _TIMM = [
     (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\.conv_dw\."), r"stages.\1.\2.dwconv."),
     (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\.mlp\.fc1\."), r"stages.\1.\2.pwconv1."),
     (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\.mlp\.fc2\."), r"stages.\1.\2.pwconv2."),
+    (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\.mlp\.grn\.weight$"), r"stages.\1.\2.grn.gamma"),  # V2
+    (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\.mlp\.grn\.bias$"), r"stages.\1.\2.grn.beta"),  # V2
     (re.compile(r"^stages\.(\d)\.blocks\.(\d+)\."), r"stages.\1.\2."),
     (re.compile(r"^head\.norm\."), "norm."),
     (re.compile(r"^head\.fc\."), "head."),
@@ -154,6 +163,8 @@ def to_passl(sd: Mapping[str, np.ndarray], torch_layout: bool) -> Dict[str, np.n
     fmt = detect_format(sd.keys())
     if fmt == "passl":
         return dict(sd)
+    if fmt in convnext_v2.LAYOUTS:
+        sd = convnext_v2.to_official(sd, fmt)
     official: Dict[str, np.ndarray] = {}
     for k, v in sd.items():
         if fmt == "passl_v1":
@@ -170,6 +181,10 @@ def to_passl(sd: Mapping[str, np.ndarray], torch_layout: bool) -> Dict[str, np.n
             v = v.reshape(v.shape[0], v.shape[1])
             if torch_layout:
                 v = v.T
+        v = convnext_v2.flatten_grn(k, v)
+        if convnext_v2.is_decoder_key(k):  # FCMAE decoder tensors keep their names (not part of the backbone)
+            out[k] = np.ascontiguousarray(v)
+            continue
         out["head.fc." + k[len("head.") :] if k.startswith("head.") else "backbone." + k] = np.ascontiguousarray(v)
     return out
 
@@ -228,6 +243,7 @@ def load_pretrained(
     torch_layout = not path.endswith((".pdparams", ".pdopt", ".pdckpt"))
     fmt = detect_format(raw.keys())
     sd = to_passl(raw, torch_layout)
+    fcmae_encoder = convnext_v2.is_fcmae_encoder(sd)
     own = model.state_dict()
     bare_backbone = not any(k.startswith("backbone.") for k in own)
     report = LoadReport(source, fmt)
@@ -260,10 +276,14 @@ def load_pretrained(
             f"checkpoint of this model"
         )
     report.missing = [k for k in own if k not in new_state and not (drop_head and _is_head(k))]
+    if fcmae_encoder:
+        report.left_at_init = [k for k in own if k not in new_state and convnext_v2.left_at_init(k)]
+        report.missing = [k for k in report.missing if k not in report.left_at_init]
     if strict and report.missing:
         raise WeightsError(
             f"{source}: {len(report.missing)} model tensors are not in the file: "
             f"{', '.join(report.missing[:10])}; pass strict=False to allow it"
+            f"{convnext_v2.generation_hint(sd, own)}"
         )
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
     logger.info(report.summary())

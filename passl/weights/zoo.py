@@ -8,6 +8,7 @@ from typing import Dict, Optional
 __all__ = ["WeightInfo", "ZOO", "render_markdown"]
 
 OFFICIAL = "https://dl.fbaipublicfiles.com/convnext/"
+OFFICIAL_V2 = "https://dl.fbaipublicfiles.com/convnext/convnextv2/"
 PADDLECLAS = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 
 
@@ -24,6 +25,8 @@ class WeightInfo:
     crop_pct: float = 0.875
     crop_mode: str = "center"  # the official eval: center crop below 384, squash at 384
     sha256: Optional[str] = None
+    family: str = "ConvNeXt"  # the backbone (registry name) the weights are for
+    licence: str = "MIT"  # of the weights: official V1 MIT, official V2 CC-BY-NC-4.0, PaddleClas Apache-2.0
 
     @property
     def filename(self) -> str:
@@ -33,9 +36,10 @@ class WeightInfo:
 def _build() -> Dict[str, WeightInfo]:
     zoo: Dict[str, WeightInfo] = {}
 
-    def add(name, url, arch, res, classes, top1, pretrain, source):
+    def add(name, url, arch, res, classes, top1, pretrain, source, family="ConvNeXt", licence=None):
         mode, pct = ("squash", 1.0) if res >= 384 else ("center", 0.875)
-        zoo[name] = WeightInfo(name, url, arch, res, classes, top1, pretrain, source, pct, mode)
+        licence = licence or ("Apache-2.0" if source == "paddleclas" else "MIT")
+        zoo[name] = WeightInfo(name, url, arch, res, classes, top1, pretrain, source, pct, mode, None, family, licence)
 
     for arch, top1 in (("tiny", 82.1), ("small", 83.1), ("base", 83.8), ("large", 84.3)):
         add(
@@ -93,7 +97,37 @@ def _build() -> Dict[str, WeightInfo]:
             "1k",
             "paddleclas",
         )
+    _add_v2(add)
     return zoo
+
+
+def _add_v2(add) -> None:
+    """ConvNeXt V2 (facebookresearch/ConvNeXt-V2 README): FCMAE encoders (no head), FCMAE -> 1K fine-tuned, and
+    FCMAE -> 22K -> 1K fine-tuned weights; all CC-BY-NC-4.0."""
+    v2 = {"family": "ConvNeXtV2", "licence": "CC-BY-NC-4.0"}
+    ft_1k = {"atto": 76.7, "femto": 78.5, "pico": 80.3, "nano": 81.9, "tiny": 83.0, "base": 84.9}
+    ft_1k.update(large=85.8, huge=86.3)
+    for arch in ft_1k:
+        name = f"convnextv2_{arch}_1k_224_fcmae"
+        add(name, f"{OFFICIAL_V2}pt_only/{name}.pt", arch, 224, 0, None, "1k", "official", **v2)
+    for arch, top1 in ft_1k.items():
+        name = f"convnextv2_{arch}_1k_224_ema"
+        add(name, f"{OFFICIAL_V2}im1k/{name}.pt", arch, 224, 1000, top1, "1k", "official", **v2)
+    ft_22k = {
+        ("nano", 224): 82.1,
+        ("nano", 384): 83.4,
+        ("tiny", 224): 83.9,
+        ("tiny", 384): 85.1,
+        ("base", 224): 86.8,
+        ("base", 384): 87.7,
+        ("large", 224): 87.3,
+        ("large", 384): 88.2,
+        ("huge", 384): 88.7,
+        ("huge", 512): 88.9,
+    }
+    for (arch, res), top1 in ft_22k.items():
+        name = f"convnextv2_{arch}_22k_{res}_ema"
+        add(name, f"{OFFICIAL_V2}im22k/{name}.pt", arch, res, 1000, top1, "22k", "official", **v2)
 
 
 ZOO: Dict[str, WeightInfo] = _build()
@@ -102,14 +136,14 @@ ZOO: Dict[str, WeightInfo] = _build()
 def render_markdown() -> str:
     """The zoo table as Markdown (docs/model_zoo.md embeds it; a test keeps them equal)."""
     lines = [
-        "| name | arch | res | classes | pretrain | source | eval crop | published top-1 | file |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| name | family | arch | res | classes | pretrain | source | licence | eval crop | published top-1 | file |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in ZOO.values():
         crop = f"{w.crop_mode} {w.crop_pct}" if w.crop_mode == "center" else "squash"
-        top1 = f"{w.top1:.2f}" if w.top1 is not None else "- (22K head)"
+        top1 = f"{w.top1:.2f}" if w.top1 is not None else "- (22K head)" if w.num_classes else "- (FCMAE, no head)"
         lines.append(
-            f"| {w.name} | {w.arch} | {w.resolution} | {w.num_classes} | {w.pretrain} | {w.source} | "
-            f"{crop} | {top1} | [{w.filename}]({w.url}) |"
+            f"| {w.name} | {w.family} | {w.arch} | {w.resolution} | {w.num_classes or '-'} | {w.pretrain} | "
+            f"{w.source} | {w.licence} | {crop} | {top1} | [{w.filename}]({w.url}) |"
         )
     return "\n".join(lines) + "\n"

@@ -1,5 +1,8 @@
 """ConvNeXt ("A ConvNet for the 2020s", arXiv 2201.03545), with the official attribute names so that official
-checkpoints map one to one: downsample_layers, stages, dwconv, norm, pwconv1, pwconv2, gamma, norm."""
+checkpoints map one to one: downsample_layers, stages, dwconv, norm, pwconv1, pwconv2, gamma, norm.
+
+The stem, downsampling, stage layout, drop-path schedule, init and layer ids here are shared with ConvNeXt V2
+(``convnext_v2.py``), which subclasses ``ConvNeXt`` and switches the block to GRN without layer scale."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import paddle
 import paddle.nn as nn
 
-from passl.modeling.layers import DepthwiseConv2D, DropPath, LayerNorm2d, init_weights_trunc_normal
+from passl.modeling.layers import GRN, DepthwiseConv2D, DropPath, LayerNorm2d, init_weights_trunc_normal
 from passl.registry import BACKBONES, ConfigError
 
 __all__ = ["ConvNeXt", "Block", "CONVNEXT_ARCHS"]
@@ -28,14 +31,19 @@ CONVNEXT_ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
 
 
 class Block(nn.Layer):
-    """dwconv 7x7 -> LayerNorm -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> gamma -> DropPath -> + input."""
+    """dwconv 7x7 -> LayerNorm -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> gamma -> DropPath -> + input.
 
-    def __init__(self, dim: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6) -> None:
+    ``use_grn`` inserts GRN(4C) after the GELU (the ConvNeXt V2 block, used with ``layer_scale_init_value=0``)."""
+
+    def __init__(
+        self, dim: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6, use_grn: bool = False
+    ) -> None:
         super().__init__()
         self.dwconv = DepthwiseConv2D(dim, kernel_size=7)
         self.norm = nn.LayerNorm(dim, epsilon=1e-6)
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.act = nn.GELU()
+        self.grn = GRN(4 * dim) if use_grn else None
         self.pwconv2 = nn.Linear(4 * dim, dim)
         if layer_scale_init_value > 0:
             self.gamma = self.create_parameter(
@@ -50,7 +58,10 @@ class Block(nn.Layer):
         x = self.dwconv(x)
         x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
         x = self.norm(x)
-        x = self.pwconv2(self.act(self.pwconv1(x)))
+        x = self.act(self.pwconv1(x))
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.pwconv2(x)
         if self.gamma is not None:
             x = self.gamma * x
         x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
@@ -72,6 +83,9 @@ class ConvNeXt(nn.Layer):
             stages' feature maps (each normalized by its own ``out_norms`` LayerNorm) for dense tasks.
     """
 
+    archs = CONVNEXT_ARCHS
+    use_grn = False  # the V2 block (GRN, no layer scale) in ConvNeXtV2
+
     def __init__(
         self,
         arch: Optional[str] = "tiny",
@@ -85,25 +99,27 @@ class ConvNeXt(nn.Layer):
     ) -> None:
         super().__init__()
         if depths is None or dims is None:
-            if arch not in CONVNEXT_ARCHS:
+            if arch not in self.archs:
                 raise ConfigError(
-                    f"ConvNeXt: unknown arch '{arch}'; use one of {', '.join(CONVNEXT_ARCHS)} "
+                    f"{type(self).__name__}: unknown arch '{arch}'; use one of {', '.join(self.archs)} "
                     f"or give both depths and dims"
                 )
-            depths = depths or CONVNEXT_ARCHS[arch][0]
-            dims = dims or CONVNEXT_ARCHS[arch][1]
+            depths = depths or self.archs[arch][0]
+            dims = dims or self.archs[arch][1]
         depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
         if len(depths) != len(dims) or not depths:
-            raise ConfigError(f"ConvNeXt: depths {depths} and dims {dims} must be non-empty and of equal length")
+            raise ConfigError(
+                f"{type(self).__name__}: depths {depths} and dims {dims} must be non-empty and of equal length"
+            )
         if not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ConfigError(f"ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate}")
+            raise ConfigError(f"{type(self).__name__}: drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.depths, self.dims = depths, dims
         self.num_features = dims[-1]
         self.out_indices = tuple(out_indices) if out_indices is not None else None
         if self.out_indices is not None:
             bad = [i for i in self.out_indices if not 0 <= i < len(dims)]
             if bad:
-                raise ConfigError(f"ConvNeXt: out_indices {bad} out of range for {len(dims)} stages")
+                raise ConfigError(f"{type(self).__name__}: out_indices {bad} out of range for {len(dims)} stages")
 
         self.downsample_layers = nn.LayerList()
         stem = nn.Sequential(
@@ -120,7 +136,12 @@ class ConvNeXt(nn.Layer):
         cur = 0
         for i, depth in enumerate(depths):
             self.stages.append(
-                nn.Sequential(*[Block(dims[i], rates[cur + j], float(layer_scale_init_value)) for j in range(depth)])
+                nn.Sequential(
+                    *[
+                        Block(dims[i], rates[cur + j], float(layer_scale_init_value), use_grn=self.use_grn)
+                        for j in range(depth)
+                    ]
+                )
             )
             cur += depth
 
@@ -130,19 +151,39 @@ class ConvNeXt(nn.Layer):
             self.out_norms = nn.LayerList([LayerNorm2d(dims[i], eps=1e-6) for i in self.out_indices])
         self.apply(init_weights_trunc_normal)
 
-    # Layer-wise lr decay (official optim_factory.get_num_layer_for_convnext): 12 ids plus one for the final norm and
+    # Layer-wise lr decay, two official rules (optim_factory of facebookresearch/ConvNeXt and ConvNeXt-V2); the lr
+    # scale of id i is layer_decay ** (count - 1 - i).
+    # "group" (get_num_layer_for_convnext, V1's only rule, V2 base/large): 12 ids plus one for the final norm and
     # the head. Stem -> 0; downsample 1, 2 -> 2, 3; stages 0, 1 -> 1, 2; stage 2 block j -> 3 + j // 3 for its 27
     # blocks; stage 3 and downsample 3 -> 12; everything else -> 13. For other stage-2 depths (tiny: 9, atto: 6) the
     # blocks are spread over the same nine ids 3..11 in order: 3 + (j * 9) // depth (equal to j // 3 at depth 27).
-    num_layer_ids = 14
+    # "single" (get_num_layer_for_convnext_single, V2's default): one id per block, sum(depths[:s]) + j + 1; a
+    # downsampling layer (the stem too) shares the id of the first block of its stage; everything else (final norm,
+    # head) -> sum(depths) + 1. Id 0 is unused, as in the official code.
+    num_layer_ids = 14  # of the "group" rule
+    default_layer_decay_type = "group"
+    LAYER_DECAY_TYPES = ("group", "single")
 
-    def get_layer_id(self, name: str) -> int:
+    def layer_id_count(self, decay_type: str = "group") -> int:
+        """How many layer ids ``decay_type`` uses (the head's id is this minus one)."""
+        return self.num_layer_ids if decay_type == "group" else sum(self.depths) + 2
+
+    def get_layer_id(self, name: str, decay_type: str = "group") -> int:
         """Layer id of a parameter name relative to this backbone (``stages.2.5.pwconv1.weight`` -> 4 for base)."""
+        if decay_type not in self.LAYER_DECAY_TYPES:
+            raise ConfigError(
+                f"optimizer.layer_decay_type must be one of {', '.join(self.LAYER_DECAY_TYPES)}, got {decay_type!r}"
+            )
+        parts = name.split(".")
+        if decay_type == "single":
+            if parts[0] in ("downsample_layers", "stages"):
+                stage = int(parts[1])
+                return sum(self.depths[:stage]) + (int(parts[2]) if parts[0] == "stages" else 0) + 1
+            return sum(self.depths) + 1
         if len(self.depths) != 4:
             raise ConfigError(
                 "layer-wise lr decay is defined for 4-stage ConvNeXt models; set optimizer.layer_decay: null"
             )
-        parts = name.split(".")
         if parts[0] == "downsample_layers":
             return {0: 0, 1: 2, 2: 3, 3: 12}[int(parts[1])]
         if parts[0] == "stages":

@@ -25,3 +25,19 @@ def _seed():
 @pytest.fixture
 def repo_root():
     return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _restore_passl_logger():
+    """A Trainer's setup_logger stops "passl" propagating (and adds handlers); undo it after each test so that a
+    later test's caplog still sees the library's records, whatever order the tests run in."""
+    import logging
+
+    logger = logging.getLogger("passl")
+    saved = (logger.propagate, logger.level, list(logger.handlers))
+    yield
+    logger.propagate, logger.level = saved[0], saved[1]
+    for h in list(logger.handlers):
+        if h not in saved[2]:
+            logger.removeHandler(h)
+            h.close()

@@ -441,7 +441,16 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
             "layer_scale_init_value": Float(),
             "patch_size": Int(min=1),
             "out_indices": ListOf(Int(min=0), null=True),
-        }
+        },
+        "ConvNeXtV2": {  # no layer scale in V2
+            "arch": Str(["atto", "femto", "pico", "nano", "tiny", "base", "large", "huge"], null=True),
+            "depths": ListOf(Int(min=1), min_len=1, null=True),
+            "dims": ListOf(Int(min=1), min_len=1, null=True),
+            "in_chans": Int(min=1),
+            "drop_path_rate": Float(min=0, max=1, max_open=True),
+            "patch_size": Int(min=1),
+            "out_indices": ListOf(Int(min=0), null=True),
+        },
     },
     "head": {
         "ConvNeXtClsHead": {
@@ -579,6 +588,7 @@ SCHEMA = Section(
                 "lr": Float(min=0),
                 "weight_decay": Float(min=0),
                 "layer_decay": Float(min=0, max=1, min_open=True, null=True),
+                "layer_decay_type": Str(["group", "single"], null=True),
                 "clip_grad": Float(min=0, null=True),
                 "no_weight_decay": ListOf(Str()),
             },

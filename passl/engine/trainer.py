@@ -128,6 +128,9 @@ class LossScaler(paddle.amp.GradScaler):
                 self._incr_count = 0
 
 
+_STOP_SIGNALS = ("SIGTERM", "SIGINT")  # names StopOnSignalHook sets; the first seen on any process names the stop
+
+
 def _device() -> str:
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
@@ -454,16 +457,19 @@ class Trainer:
                 )
 
     def _agree(self, losses: List[paddle.Tensor]) -> float:
-        """One all-reduce of [stop requested, non-finite losses, loss sum] at the step boundary: a NaN on one rank
-        stops every rank here (before the optimizer step), and a signal on any rank stops all after this step.
-        Returns the step's loss averaged over micro-batches and processes."""
+        """One all-reduce of [SIGINT seen, SIGTERM seen, non-finite losses, loss sum] at the step boundary: a NaN on
+        one rank stops every rank here (before the optimizer step), and a signal on any rank stops all after this
+        step. Returns the step's loss averaged over micro-batches and processes."""
         loss = paddle.add_n([x.reshape([1]) for x in losses]) / len(losses)
         bad = paddle.logical_not(paddle.isfinite(loss)).astype("float32")
-        stop = paddle.to_tensor([1.0 if self.stop_signal else 0.0], dtype="float32")
-        flags = paddle.concat([stop, bad, paddle.where(bad > 0, paddle.zeros_like(loss), loss)])
+        seen = [1.0 if self.stop_signal == name else 0.0 for name in _STOP_SIGNALS]
+        flags = paddle.concat(
+            [paddle.to_tensor(seen, dtype="float32"), bad, paddle.where(bad > 0, paddle.zeros_like(loss), loss)]
+        )
         if get_world_size() > 1:
             paddle.distributed.all_reduce(flags)
-        n_stop, n_bad, total = (float(v) for v in flags.numpy())
+        values = [float(v) for v in flags.numpy()]
+        n_bad, total = values[len(_STOP_SIGNALS)], values[len(_STOP_SIGNALS) + 1]
         if n_bad > 0:
             mine = float(loss.numpy()[0])
             where = f"on {int(n_bad)} of {get_world_size()} processes " if get_world_size() > 1 else ""
@@ -473,8 +479,8 @@ class Trainer:
                 f"last good checkpoint is {os.path.join(self.output_dir, 'last.pdparams')} (if any). Lower "
                 f"optimizer.lr, set optimizer.clip_grad, or disable train.amp, then resume."
             )
-        if n_stop > 0 and self.stop_reason is None:
-            self.stop_reason = self.stop_signal or "a signal on another process"
+        if self.stop_reason is None:
+            self.stop_reason = next((n for n, v in zip(_STOP_SIGNALS, values) if v > 0), None)
         return total / get_world_size()
 
     def _forward_backward(self, images, labels, sync: bool) -> paddle.Tensor:

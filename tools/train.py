@@ -15,7 +15,10 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
+# Paddle warns on import that it has no ccache (it matters only when compiling C++ extensions): not our line.
+warnings.filterwarnings("ignore", message="No ccache found")
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from passl.engine.checkpoint import CheckpointWriteError  # noqa: E402

@@ -86,6 +86,7 @@ class LoggerHook(Hook):
         self.metrics_path = os.path.join(trainer.output_dir, "metrics.jsonl")
         self.run_start = time.perf_counter()
         self.start_step = trainer.state["step"]
+        self.progress_written = 0.0
         if is_main_process():
             # A resumed run redoes what came after its checkpoint: drop those records so they are not doubled.
             truncate_metrics(self.metrics_path, trainer.state["step"], trainer.state["epoch"])
@@ -122,6 +123,8 @@ class LoggerHook(Hook):
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{trainer.last_loss:.4f}")
         s = trainer.state
+        if is_main_process() and (now - self.progress_written >= 0.5 or s["step_in_epoch"] == trainer.steps_per_epoch):
+            self._write_progress(trainer, now)
         if s["step_in_epoch"] % self.interval != 0 and s["step_in_epoch"] != trainer.steps_per_epoch:
             return
         bc, rc = self.batch_cost / self.n, self.reader_cost / self.n
@@ -158,6 +161,29 @@ class LoggerHook(Hook):
                 )
         self.batch_cost = self.reader_cost = 0.0
         self.n = 0
+
+    def _write_progress(self, trainer, now: float) -> None:
+        """``progress.json``: where the run is, rewritten at most twice a second (tools/demo.py draws its live
+        progress bar from it)."""
+        s = trainer.state
+        done = s["step"] - self.start_step
+        record = {
+            "epoch": s["epoch"] + 1,
+            "epochs": trainer.epochs,
+            "iter": s["step_in_epoch"],
+            "iters": trainer.steps_per_epoch,
+            "loss": trainer.last_loss,
+            "eta_seconds": (now - self.run_start) / max(done, 1) * (trainer.total_steps - s["step"]),
+        }
+        path = os.path.join(trainer.output_dir, "progress.json")
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # progress is a convenience; the checkpoint writes report real disk errors
+        self.progress_written = now
 
     def after_epoch(self, trainer) -> None:
         if self.bar is not None:

@@ -23,6 +23,8 @@ __all__ = [
     "config_differences",
     "is_finished",
     "refuse_changed_config",
+    "check_model_state_matches",
+    "finished_run",
 ]
 
 logger = logging.getLogger("passl.train")
@@ -228,3 +230,17 @@ def check_model_state_matches(model: Any, state: Mapping[str, Any], path: str) -
         f"architecture that wrote it, or train the new one in a new folder (-o output_dir=NEW_DIR, and "
         f"-o model.pretrained={path} to start from its weights)"
     )
+
+
+def finished_run(output_dir: str, cfg: Mapping, world_size: int) -> Optional[str]:
+    """The checkpoint of a finished run of ``cfg`` (same config in what matters, all steps done) in ``output_dir``,
+    else None: what ``Trainer`` would find before training nothing (tools/demo.py asks before launching)."""
+    path, ckpt = find_resume_checkpoint(output_dir)
+    if path is None:
+        return None
+    tcfg = cfg.get("train") or {}
+    shape = (int(world_size), int(cfg["data"]["train"]["batch_size"]), int(tcfg.get("accum_steps", 1)))
+    saved = tuple(ckpt["global_batch_shape"]) if ckpt.get("global_batch_shape") else None
+    if config_differences(ckpt.get("config"), cfg, saved, shape):
+        return None
+    return path if is_finished(ckpt, int(tcfg.get("epochs", 1)), tcfg.get("max_steps")) else None

@@ -8,7 +8,9 @@ on the number of workers, the process count or where a resumed run starts; worke
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 import time
 from typing import Any, Callable, Iterator, List, Optional
 
@@ -124,8 +126,26 @@ class ShardedEvalSampler(BatchSampler):
         return math.ceil(len(self.indices) / self.batch_size)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this loader worker when the trainer process ends, however it ends."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(0)
+
+
 def _worker_init(seed: int, rank: int, epoch_ref: SeededDataset) -> Callable[[int], None]:
     def init(worker_id: int) -> None:
+        # Ctrl-C and the launcher's SIGTERM reach the whole process group; they are for the trainer, which finishes
+        # its step, saves and shuts its loader down. A worker they killed would crash the trainer mid-step.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _die_with_parent()
         s = _mix(seed, rank, epoch_ref.epoch, worker_id)
         random.seed(s)
         np.random.seed(s)

@@ -204,3 +204,38 @@ def test_nan_loss_on_one_process_stops_every_process_with_one_message(tmp_path):
         errors = [ln for ln in log.splitlines() if ln.startswith("error: loss is")]
         assert len(errors) == 1 and "on 1 of 2 processes at epoch 1, step 3" in errors[0], log[-3000:]
         assert "Traceback" not in log
+
+
+def test_ctrl_c_to_the_launcher_stops_workers_with_loader_processes_cleanly(tmp_path):
+    """Ctrl-C in a terminal reaches paddle.distributed.launch, which sends SIGTERM to each worker's process group:
+    the training processes and their DataLoader worker processes alike."""
+    out = tmp_path / "split"
+    proc = _launch(out, "slow", tmp_path / "logs")
+    _wait_for_step(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    for rank in (0, 1):
+        log = (tmp_path / "logs" / f"workerlog.{rank}").read_text()
+        assert "Traceback" not in log and "exited unexpectedly" not in log, log[-3000:]
+    assert "stopped by SIGTERM after step" in (tmp_path / "logs" / "workerlog.0").read_text()
+    ckpt = paddle.load(str(out / "last.pdparams"))
+    assert 2 <= ckpt["step"] < 16
+    # The loader workers ignored the signal (so the step could finish) and ended with their trainer process.
+    for _ in range(100):
+        left = [p for p in _processes_mentioning(str(out))]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, left
+
+
+def _processes_mentioning(text):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append((int(pid), cmd))
+    return found

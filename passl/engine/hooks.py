@@ -87,6 +87,9 @@ class LoggerHook(Hook):
         self.run_start = time.perf_counter()
         self.start_step = trainer.state["step"]
         self.progress_written = 0.0
+        # (a run resumed after the last step of an epoch goes straight to that epoch's end: no before_epoch)
+        self.epoch_start, self.epoch_first_step = self.run_start, self.start_step
+        self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
         if is_main_process():
             # A resumed run redoes what came after its checkpoint: drop those records so they are not doubled.
             truncate_metrics(self.metrics_path, trainer.state["step"], trainer.state["epoch"])

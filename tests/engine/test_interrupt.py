@@ -73,22 +73,24 @@ class _SignalAt(Hook):
             os.kill(os.getpid(), self.sig)
 
 
-def test_sigint_mid_epoch_saves_once_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("at", [3, 7], ids=["mid-epoch", "last-step-of-epoch"])
+def test_sigint_mid_epoch_saves_once_and_resume_is_exact(tmp_path, at):
     full = Trainer(make_cfg(tmp_path / "full"))
     full.train()
 
     cfg = make_cfg(tmp_path / "split")
-    t = Trainer(cfg, hooks=[*default_hooks(dict(cfg.train)), _SignalAt(3, signal.SIGINT)])
+    t = Trainer(cfg, hooks=[*default_hooks(dict(cfg.train)), _SignalAt(at, signal.SIGINT)])
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(TrainingInterrupted, match="stopped by SIGINT after step 4 .*Run the same command again"):
+    with pytest.raises(TrainingInterrupted, match=f"stopped by SIGINT after step {at + 1} .*Run the same command"):
         t.train()
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     ckpt = paddle.load(str(tmp_path / "split" / "last.pdparams"))
-    assert (ckpt["epoch"], ckpt["step"], ckpt["step_in_epoch"]) == (0, 4, 4)  # the step in flight was finished
+    # The step in flight when the signal came was finished, and saved; the epoch end (eval, epoch_1) was not done.
+    assert (ckpt["epoch"], ckpt["step"], ckpt["step_in_epoch"]) == (0, at + 1, at + 1)
     assert not [n for n in os.listdir(tmp_path / "split") if n.startswith("epoch_")]
 
     resumed = Trainer(make_cfg(tmp_path / "split"))
-    assert resumed.state["step"] == 4
+    assert resumed.state["step"] == at + 1
     resumed.train()
     _assert_same_run(tmp_path / "full", tmp_path / "split")
     assert _vdl_losses(tmp_path / "split") == _vdl_losses(tmp_path / "full")

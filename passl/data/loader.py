@@ -159,6 +159,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _worker_init(seed: int, rank: int, epoch_ref: SeededDataset, parent_pid: int) -> Callable[[int], None]:
     def init(worker_id: int) -> None:
+        # Ctrl-C and the launcher's SIGTERM reach the whole process group; they are for the trainer, which finishes
+        # its step, saves and shuts its loader down. A worker they killed would crash the trainer mid-step.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _die_with_parent(parent_pid)
         s = _mix(seed, rank, epoch_ref.epoch, worker_id)
         random.seed(s)

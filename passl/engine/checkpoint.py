@@ -15,6 +15,7 @@ import paddle.nn as nn
 from passl.registry import ConfigError
 
 __all__ = [
+    "CheckpointWriteError",
     "save_atomic",
     "load_checkpoint",
     "latest_checkpoint",
@@ -28,13 +29,24 @@ __all__ = [
 ]
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, folder gone read-only); the previous file is intact."""
+
+
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
-    """paddle.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """paddle.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file,
+    and a failed write (disk full) leaves the previous file as it was and no temporary file."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         paddle.save(obj, tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        kept = "the previous one is intact" if os.path.exists(path) else "no earlier one exists"
+        raise CheckpointWriteError(
+            f"could not write checkpoint {path} ({e.strerror or e}); {kept}. Free space or fix the folder's "
+            f"permissions, then run the same command again to resume"
+        ) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -14,10 +19,20 @@ import paddle
 
 from passl.engine.checkpoint import save_atomic
 from passl.engine.evaluator import evaluate
-from passl.registry import HOOKS
-from passl.utils.dist import is_main_process
+from passl.registry import HOOKS, ConfigError
+from passl.utils.dist import barrier, is_main_process
+from passl.utils.plot import truncate_metrics
 
-__all__ = ["Hook", "LrSchedulerHook", "EMAHook", "LoggerHook", "EvalHook", "CheckpointHook", "VisualDLHook"]
+__all__ = [
+    "Hook",
+    "LrSchedulerHook",
+    "EMAHook",
+    "LoggerHook",
+    "EvalHook",
+    "CheckpointHook",
+    "VisualDLHook",
+    "StopOnSignalHook",
+]
 
 logger = logging.getLogger("passl.train")
 
@@ -71,9 +86,18 @@ class LoggerHook(Hook):
         self.metrics_path = os.path.join(trainer.output_dir, "metrics.jsonl")
         self.run_start = time.perf_counter()
         self.start_step = trainer.state["step"]
+        self.progress_written = 0.0
+        # (a run resumed after the last step of an epoch goes straight to that epoch's end: no before_epoch)
+        self.epoch_start, self.epoch_first_step = self.run_start, self.start_step
+        self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
+        if is_main_process():
+            # A resumed run redoes what came after its checkpoint: drop those records so they are not doubled.
+            truncate_metrics(self.metrics_path, trainer.state["step"], trainer.state["epoch"])
 
     def before_epoch(self, trainer) -> None:
-        self.t_last = time.perf_counter()
+        self.t_last = self.epoch_start = time.perf_counter()
+        self.epoch_first_step = trainer.state["step"]
+        self.epoch_loss_sum, self.epoch_loss_n = 0.0, 0
         self.batch_cost = self.reader_cost = 0.0
         self.n = 0
         self.loss_sum = 0.0
@@ -96,10 +120,14 @@ class LoggerHook(Hook):
         self.n += 1
         self.loss_sum += trainer.last_loss
         self.loss_n += 1
+        self.epoch_loss_sum += trainer.last_loss
+        self.epoch_loss_n += 1
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{trainer.last_loss:.4f}")
         s = trainer.state
+        if is_main_process() and (now - self.progress_written >= 0.5 or s["step_in_epoch"] == trainer.steps_per_epoch):
+            self._write_progress(trainer, now)
         if s["step_in_epoch"] % self.interval != 0 and s["step_in_epoch"] != trainer.steps_per_epoch:
             return
         bc, rc = self.batch_cost / self.n, self.reader_cost / self.n
@@ -137,10 +165,42 @@ class LoggerHook(Hook):
         self.batch_cost = self.reader_cost = 0.0
         self.n = 0
 
+    def _write_progress(self, trainer, now: float) -> None:
+        """``progress.json``: where the run is, rewritten at most twice a second (tools/demo.py draws its live
+        progress bar from it)."""
+        s = trainer.state
+        done = s["step"] - self.start_step
+        record = {
+            "epoch": s["epoch"] + 1,
+            "epochs": trainer.epochs,
+            "iter": s["step_in_epoch"],
+            "iters": trainer.steps_per_epoch,
+            "loss": trainer.last_loss,
+            "eta_seconds": (now - self.run_start) / max(done, 1) * (trainer.total_steps - s["step"]),
+        }
+        path = os.path.join(trainer.output_dir, "progress.json")
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # progress is a convenience; the checkpoint writes report real disk errors
+        self.progress_written = now
+
     def after_epoch(self, trainer) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        s = trainer.state
+        if is_main_process() and self.epoch_loss_n:
+            took = time.perf_counter() - self.epoch_start
+            done = s["step"] - self.start_step
+            eta = (time.perf_counter() - self.run_start) / max(done, 1) * (trainer.total_steps - s["step"])
+            logger.info(
+                f"epoch {s['epoch'] + 1}/{trainer.epochs} done: {s['step'] - self.epoch_first_step} steps in "
+                f"{_fmt_eta(took)}, loss {self.epoch_loss_sum / self.epoch_loss_n:.4f}, run eta {_fmt_eta(eta)}"
+            )
 
 
 @HOOKS.register
@@ -195,20 +255,38 @@ class EvalHook(Hook):
 @HOOKS.register
 class CheckpointHook(Hook):
     """``last.pdparams`` every epoch, ``epoch_N.pdparams`` every ``interval`` epochs (the newest ``keep_last``
-    kept), and ``best.pdparams`` / ``best_ema.pdparams`` (weights and metrics) when top-1 improves."""
+    kept; 0 keeps all), ``best.pdparams`` / ``best_ema.pdparams`` (weights and metrics) when top-1 improves, and
+    mid-epoch ``last.pdparams`` every ``every_steps`` optimizer steps and when the run stops (signal, max_steps).
 
-    def __init__(self, interval: int = 1, keep_last: int = 3) -> None:
+    Every process builds the checkpoint (``checkpoint_dict`` is collective); rank 0 writes it. At an epoch end the
+    files are written best first and ``last.pdparams`` last: ``last`` is the record a resume starts from, so a crash
+    at any write leaves files that a resumed run (which redoes the epoch) brings back to the uninterrupted result."""
+
+    def __init__(self, interval: int = 1, keep_last: int = 3, every_steps: int = 0) -> None:
         self.interval, self.keep_last = max(int(interval), 1), int(keep_last)
+        self.every_steps = int(every_steps or 0)
+        if self.every_steps < 0:
+            raise ConfigError(f"train.save_every_steps must be >= 0 (0 = off), got {every_steps}")
+
+    def after_step(self, trainer) -> None:
+        s = trainer.state
+        mid_epoch = s["step_in_epoch"] < trainer.steps_per_epoch
+        stop = trainer.stop_reason is not None and (trainer.stop_reason != "max_steps" or mid_epoch)
+        periodic = self.every_steps > 0 and s["step"] % self.every_steps == 0 and mid_epoch
+        if not (stop or periodic):
+            return
+        ckpt = trainer.checkpoint_dict(epoch_done=False)
+        if is_main_process():
+            save_atomic(ckpt, os.path.join(trainer.output_dir, "last.pdparams"))
+        if stop:
+            barrier()  # no process exits (and makes the launcher stop the others) before rank 0 has written
 
     def after_epoch(self, trainer) -> None:
-        ckpt = trainer.checkpoint_dict(epoch_done=True)  # collective: every rank contributes its RNG state
-        if not is_main_process():
-            return
         epoch = trainer.state["epoch"] + 1
-        save_atomic(ckpt, os.path.join(trainer.output_dir, "last.pdparams"))
-        if epoch % self.interval == 0 or epoch == trainer.epochs:
-            save_atomic(ckpt, os.path.join(trainer.output_dir, f"epoch_{epoch}.pdparams"))
-            self._prune(trainer.output_dir)
+        ckpt = trainer.checkpoint_dict(epoch_done=True)
+        if not is_main_process():
+            trainer.improved.clear()
+            return
         for key, fname, weights in (("top1", "best.pdparams", "model"), ("top1_ema", "best_ema.pdparams", "ema")):
             if trainer.improved.get(key) and ckpt.get(weights) is not None:
                 save_atomic(
@@ -221,6 +299,10 @@ class CheckpointHook(Hook):
                     os.path.join(trainer.output_dir, fname),
                 )
         trainer.improved.clear()
+        if epoch % self.interval == 0 or epoch == trainer.epochs:
+            save_atomic(ckpt, os.path.join(trainer.output_dir, f"epoch_{epoch}.pdparams"))
+        save_atomic(ckpt, os.path.join(trainer.output_dir, "last.pdparams"))
+        self._prune(trainer.output_dir)
 
     def _prune(self, output_dir: str) -> None:
         if self.keep_last <= 0:
@@ -236,6 +318,29 @@ class CheckpointHook(Hook):
             os.remove(os.path.join(output_dir, name))
 
 
+def _truncate_vdl(path: str, step: int, epochs_done: int) -> None:
+    """Rewrite a VisualDL log with the scalars up to a resume point (train tags by step, eval tags by epoch), so the
+    resumed run continues one whole curve instead of doubling back over the steps it redoes."""
+    from visualdl import LogReader, LogWriter
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        reader = LogReader(file_path=path)
+        tags = reader.get_tags().get("scalar", [])
+        keep = {}
+        for tag in tags:
+            limit = epochs_done if tag.startswith("eval/") else step
+            keep[tag] = [(r.id, r.value, r.timestamp) for r in reader.get_data("scalar", tag) if r.id <= limit]
+        tmpdir = f"{path}.dir.tmp{os.getpid()}"
+        os.makedirs(tmpdir, exist_ok=True)
+        writer = LogWriter(logdir=tmpdir, file_name=os.path.basename(path))
+        for tag, rows in keep.items():
+            for sid, value, ts in rows:
+                writer.add_scalar(tag, value, sid, walltime=ts)
+        writer.close()
+    os.replace(os.path.join(tmpdir, os.path.basename(path)), path)
+    shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 @HOOKS.register
 class VisualDLHook(Hook):
     """Scalars for VisualDL (``visualdl --logdir OUTPUT/vdl --disable-telemetry``): train loss and lr every
@@ -245,11 +350,19 @@ class VisualDLHook(Hook):
         self.interval = max(int(interval), 1)
         self.writer = None
 
-    def before_run(self, trainer) -> None:
-        if is_main_process():
-            from visualdl import LogWriter
+    FILE = "vdlrecords.passl.log"  # one file per run, continued by every resume (VisualDL shows one per folder)
 
-            self.writer = LogWriter(logdir=os.path.join(trainer.output_dir, "vdl"))
+    def before_run(self, trainer) -> None:
+        if not is_main_process():
+            return
+        from visualdl import LogWriter
+
+        logdir = os.path.join(trainer.output_dir, "vdl")
+        path = os.path.join(logdir, self.FILE)
+        if os.path.isfile(path):
+            _truncate_vdl(path, trainer.state["step"], trainer.state["epoch"])
+        with contextlib.redirect_stdout(io.StringIO()):  # VisualDL prints a line when it continues a file
+            self.writer = LogWriter(logdir=logdir, file_name=self.FILE)
 
     def after_step(self, trainer) -> None:
         if self.writer is not None and trainer.state["step"] % self.interval == 0:
@@ -270,11 +383,59 @@ class VisualDLHook(Hook):
             self.writer.close()
 
 
+@HOOKS.register
+class StopOnSignalHook(Hook):
+    """SIGINT (Ctrl-C) and SIGTERM (pre-emption, the launcher stopping its workers) ask the run to stop: the trainer
+    tells every process at the next step boundary, each finishes that optimizer step, CheckpointHook saves
+    ``last.pdparams`` and ``train()`` raises TrainingInterrupted. A second SIGINT aborts at once without saving;
+    repeated SIGTERMs (paddle.distributed.launch sends a few) change nothing. Handlers are restored after the run."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.previous: Dict[int, Any] = {}
+        self.trainer = None
+
+    def before_run(self, trainer) -> None:
+        self.trainer = trainer
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.trainer.stop_signal is None:
+            self.trainer.stop_signal = name
+            if is_main_process():
+                logger.warning(
+                    f"{name} received: finishing the current step, then saving last.pdparams "
+                    f"(press Ctrl-C again to abort without saving)"
+                )
+            return
+        if signum == signal.SIGINT:
+            self._restore()
+            raise KeyboardInterrupt(f"second {name}: aborted without saving")
+
+    def _restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def after_run(self, trainer) -> None:
+        self._restore()
+
+
 def default_hooks(train_cfg: Dict[str, Any]) -> List[Hook]:
     """The standard hook list from the ``train`` section (order matters: eval before checkpoint)."""
     hooks: List[Hook] = [LrSchedulerHook(), EMAHook(), LoggerHook(train_cfg.get("log_interval", 10))]
     hooks.append(EvalHook(train_cfg.get("eval_interval", 1)))
     if train_cfg.get("visualdl", False):
         hooks.append(VisualDLHook(train_cfg.get("log_interval", 10)))
-    hooks.append(CheckpointHook(train_cfg.get("save_interval", 1), train_cfg.get("keep_last", 3)))
+    hooks.append(
+        CheckpointHook(
+            train_cfg.get("save_interval", 1), train_cfg.get("keep_last", 3), train_cfg.get("save_every_steps", 0)
+        )
+    )
+    hooks.append(StopOnSignalHook())
     return hooks

@@ -20,16 +20,23 @@ from passl.data import build_dataset, check_classes
 from passl.data.loader import build_loader, mix_seed
 from passl.engine.checkpoint import (
     float32_state,
-    latest_checkpoint,
     load_checkpoint,
     load_model_state,
     optimizer_state,
     rng_state,
-    save_atomic,
     set_rng_state,
 )
 from passl.engine.ema import ModelEMA
 from passl.engine.hooks import Hook, default_hooks
+from passl.engine.resume import (
+    check_model_state_matches,
+    check_output_dir_writable,
+    clean_stale_temp_files,
+    config_differences,
+    find_resume_checkpoint,
+    is_finished,
+    refuse_changed_config,
+)
 from passl.modeling import build_model
 from passl.registry import ConfigError
 from passl.solver import build_lr_scheduler, build_optimizer
@@ -46,13 +53,21 @@ from passl.utils.dist import (
 from passl.utils.logger import setup_logger
 from passl.utils.schema import validate_config
 
-__all__ = ["Trainer", "TrainingDiverged", "LossScaler"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "LossScaler"]
 
 logger = logging.getLogger("passl.train")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM: every process finished its optimizer step and the state was saved; ``signal`` is its name."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
 
 
 class LossScaler(paddle.amp.GradScaler):
@@ -75,6 +90,9 @@ class LossScaler(paddle.amp.GradScaler):
             if self._incr_count == self._incr_every_n_steps:
                 self._scale = self._scale * self._incr_ratio
                 self._incr_count = 0
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGINT")  # names StopOnSignalHook sets; the first seen on any process names the stop
 
 
 def _loader_options(dcfg, split: str) -> Dict[str, Any]:
@@ -120,7 +138,13 @@ class Trainer:
     """Builds everything from ``cfg`` and runs ``train()``; ``resume`` is a checkpoint path, or None for
     auto-resume from ``output_dir/last.pdparams`` when ``train.auto_resume`` is true."""
 
-    def __init__(self, cfg: AttrDict, resume: Optional[str] = None, hooks: Optional[List[Hook]] = None) -> None:
+    def __init__(
+        self,
+        cfg: AttrDict,
+        resume: Optional[str] = None,
+        hooks: Optional[List[Hook]] = None,
+        allow_config_change: bool = False,
+    ) -> None:
         self.cfg = cfg
         validate_config(cfg, require=("model", "data", "optimizer", "lr_scheduler"))  # every key, before any work
         tcfg = cfg.get("train") or {}
@@ -128,6 +152,8 @@ class Trainer:
         self.rank, self.world_size = get_rank(), get_world_size()
         paddle.set_device(_device(tcfg.get("device"), self.world_size))
         self.output_dir = cfg.get("output_dir") or "output/run"
+        if self.rank == 0:
+            check_output_dir_writable(self.output_dir)  # before any work, and before the logger opens train.log
         setup_logger(self.output_dir, self.rank)
         self.seed = int(cfg.get("seed", 0))
         # The run's seed on every rank until the model and its EMA exist (identical initial weights, so every rank's
@@ -232,22 +258,10 @@ class Trainer:
         self.max_steps = tcfg.get("max_steps")
         self.hooks = hooks if hooks is not None else default_hooks(dict(tcfg))
 
-        if resume is None and tcfg.get("auto_resume", True):
-            resume = latest_checkpoint(self.output_dir)
-        if self.world_size > 1:
-            # Every process must make the same choice; without shared storage, machines other than rank 0's see no
-            # checkpoint and would silently start from scratch while rank 0 resumes.
-            found = int(all_reduce_sum([1.0 if resume else 0.0])[0])
-            if 0 < found < self.world_size:
-                raise ConfigError(
-                    f"only {found} of {self.world_size} processes found a checkpoint to resume from "
-                    f"(this one: {resume or 'none'} in {self.output_dir}); put output_dir on storage every machine "
-                    f"shares, or pass --resume PATH readable by all, or set train.auto_resume=false to start over"
-                )
-        if resume:
-            self.resume(resume)
-        if is_main_process():
-            self._write_run_info()
+        self.finished = False  # the output folder already holds this run, done: train() does nothing
+        self.stop_signal: Optional[str] = None  # set by StopOnSignalHook when SIGINT/SIGTERM arrives
+        self.stop_reason: Optional[str] = None  # what every process agreed on at the last step boundary
+        self._start(resume, bool(tcfg.get("auto_resume", True)), allow_config_change)
 
     # ----------------------------------------------------------------------------------------------- state
     def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
@@ -267,10 +281,44 @@ class Trainer:
             "best": dict(s["best"]),
             "rng": {"world_size": self.world_size, "ranks": rng},
             "config": dump_config(self.cfg),
+            "global_batch_shape": [self.world_size, int(self.cfg.data.train.batch_size), self.accum_steps],
         }
 
-    def resume(self, path: str) -> None:
-        ckpt = load_checkpoint(path)
+    def _start(self, resume: Optional[str], auto: bool, allow_config_change: bool) -> None:
+        """Pick the checkpoint to continue from (resume.py's policy), refuse a changed config, detect a finished
+        run; write config.yaml and run_info.json only for a run that will train."""
+        if is_main_process():
+            clean_stale_temp_files(self.output_dir)
+        ckpt = None
+        if resume is None and auto:
+            resume, ckpt = find_resume_checkpoint(self.output_dir)
+        if self.world_size > 1:
+            # Every process must make the same choice; without shared storage, machines other than rank 0's see no
+            # checkpoint and would silently start from scratch while rank 0 resumes.
+            found = int(all_reduce_sum([1.0 if resume else 0.0])[0])
+            if 0 < found < self.world_size:
+                raise ConfigError(
+                    f"only {found} of {self.world_size} processes found a checkpoint to resume from "
+                    f"(this one: {resume or 'none'} in {self.output_dir}); put output_dir on storage every machine "
+                    f"shares, or pass --resume PATH readable by all, or set train.auto_resume=false to start over"
+                )
+        if resume:
+            ckpt = ckpt if ckpt is not None else load_checkpoint(resume)
+            shape = (self.world_size, int(self.cfg.data.train.batch_size), self.accum_steps)
+            saved_shape = tuple(ckpt["global_batch_shape"]) if ckpt.get("global_batch_shape") else None
+            diffs = config_differences(ckpt.get("config"), self.cfg, saved_shape, shape)
+            if diffs and not allow_config_change:
+                refuse_changed_config(resume, diffs, self.output_dir)
+            if diffs:
+                logger.warning(f"continuing {resume} with a changed config (allowed): {'; '.join(diffs)}")
+            self.resume(resume, ckpt)
+            self.finished = is_finished(ckpt, self.epochs, self.max_steps)
+        if is_main_process() and not self.finished:
+            self._write_run_info()
+
+    def resume(self, path: str, ckpt: Optional[Dict[str, Any]] = None) -> None:
+        ckpt = load_checkpoint(path) if ckpt is None else ckpt
+        check_model_state_matches(self.model_without_ddp, ckpt["model"], path)
         load_model_state(self.model_without_ddp, ckpt["model"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.set_state_dict(ckpt["ema"])
@@ -345,32 +393,44 @@ class Trainer:
             getattr(h, event)(self)
 
     def train(self) -> Dict[str, Any]:
+        if self.finished:
+            s = self.state
+            logger.warning(
+                f"{self.output_dir} holds a finished run (epoch {s['epoch']}/{self.epochs}, step {s['step']}): nothing "
+                f"to train, nothing written. To start afresh, use a new folder (-o output_dir=NEW_DIR) or delete this "
+                f"one"
+            )
+            return self.state
         micro = int(self.cfg.data.train.batch_size)
         logger.info(
             f"effective batch {self.global_batch} = {self.world_size} processes x {micro} per process x "
             f"{self.accum_steps} accumulation steps; {self.steps_per_epoch} optimizer steps per epoch, "
             f"{self.epochs} epochs, base lr {self.cfg.optimizer.get('lr')}"
         )
-        self._call("before_run")
-        while self.state["epoch"] < self.epochs:
-            if self.max_steps is not None and self.state["step"] >= int(self.max_steps):
-                break
-            self._train_epoch()
-            if self.state["step_in_epoch"] < self.steps_per_epoch:  # stopped early by max_steps
-                break
-            self._call("after_epoch")
-            self.state["epoch"] += 1
-            self.state["step_in_epoch"] = 0
-        self._call("after_run")
+        try:
+            self._call("before_run")
+            while self.state["epoch"] < self.epochs:
+                if self.max_steps is not None and self.state["step"] >= int(self.max_steps):
+                    break
+                self._train_epoch()
+                if self.state["step_in_epoch"] < self.steps_per_epoch:  # stopped early by max_steps
+                    break
+                self._call("after_epoch")
+                self.state["epoch"] += 1
+                self.state["step_in_epoch"] = 0
+        finally:
+            self._call("after_run")
         return self.state
 
     def _train_epoch(self) -> None:
         s = self.state
+        n_micro = (self.steps_per_epoch - s["step_in_epoch"]) * self.accum_steps
+        if n_micro == 0:  # stopped after the epoch's last step, before its evaluation and checkpoint
+            return
         self.train_loader.batch_sampler.set_epoch(s["epoch"], start_batch=s["step_in_epoch"] * self.accum_steps)
         self.train_loader.dataset.set_epoch(s["epoch"])
         self.model.train()
         self._call("before_epoch")
-        n_micro = (self.steps_per_epoch - s["step_in_epoch"]) * self.accum_steps
         it = iter(self.train_loader)
         reader_cost, losses = 0.0, []
         for i in range(n_micro):
@@ -381,6 +441,9 @@ class Trainer:
             losses.append(self._forward_backward(images, labels, sync=final))
             if not final:
                 continue
+            # The step boundary: every process learns whether any loss was not finite and whether any process was
+            # asked to stop, in one small all-reduce (which is also where the loss leaves the device).
+            self.last_loss = self._agree(losses)
             self.last_lr = self.optimizer.get_lr()  # the lr this step uses (hooks step the schedule afterwards)
             if self.scaler is not None:
                 # step() unscales the gradients, then optimizer.step() clips them (optimizer.clip_grad) and updates;
@@ -392,14 +455,54 @@ class Trainer:
             self.optimizer.clear_grad()
             s["step"] += 1
             s["step_in_epoch"] += 1
-            self.last_loss, self.last_reader_cost = sum(losses) / len(losses), reader_cost
+            self.last_reader_cost = reader_cost
             reader_cost, losses = 0.0, []
-            self._call("after_step")
-            if self.max_steps is not None and s["step"] >= int(self.max_steps):
-                self._save_stop_checkpoint()
+            if self.stop_reason is None and self.max_steps is not None and s["step"] >= int(self.max_steps):
+                self.stop_reason = "max_steps"
+            self._call("after_step")  # CheckpointHook saves here for save_every_steps and for a stop
+            if self.stop_reason == "max_steps":
+                if s["step_in_epoch"] < self.steps_per_epoch:
+                    logger.info(
+                        f"stopped at train.max_steps={self.max_steps}; state saved to {self.output_dir}/last.pdparams"
+                    )
                 return
+            if self.stop_reason is not None:
+                raise TrainingInterrupted(
+                    f"stopped by {self.stop_reason} after step {s['step']} (epoch {s['epoch'] + 1}, step "
+                    f"{s['step_in_epoch']}/{self.steps_per_epoch}); state saved to "
+                    f"{os.path.join(self.output_dir, 'last.pdparams')}. Run the same command again to resume",
+                    self.stop_reason,
+                )
 
-    def _forward_backward(self, images, labels, sync: bool) -> float:
+    def _agree(self, losses: List[paddle.Tensor]) -> float:
+        """One all-reduce of [SIGINT seen, SIGTERM seen, non-finite losses, loss sum] at the step boundary: a NaN on
+        one rank stops every rank here (before the optimizer step), and a signal on any rank stops all after this
+        step. Returns the step's loss averaged over micro-batches and processes."""
+        loss = paddle.add_n([x.reshape([1]) for x in losses]) / len(losses)
+        bad = paddle.logical_not(paddle.isfinite(loss)).astype("float32")
+        seen = [1.0 if self.stop_signal == name else 0.0 for name in _STOP_SIGNALS]
+        flags = paddle.concat(
+            [paddle.to_tensor(seen, dtype="float32"), bad, paddle.where(bad > 0, paddle.zeros_like(loss), loss)]
+        )
+        if get_world_size() > 1:
+            paddle.distributed.all_reduce(flags)
+        values = [float(v) for v in flags.numpy()]
+        n_bad, total = values[len(_STOP_SIGNALS)], values[len(_STOP_SIGNALS) + 1]
+        if n_bad > 0:
+            mine = float(loss.numpy()[0])
+            where = f"on {int(n_bad)} of {get_world_size()} processes " if get_world_size() > 1 else ""
+            raise TrainingDiverged(
+                f"loss is {mine if not math.isfinite(mine) else 'not finite'} {where}at epoch "
+                f"{self.state['epoch'] + 1}, step {self.state['step'] + 1}; every process stopped without saving. The "
+                f"last good checkpoint is {os.path.join(self.output_dir, 'last.pdparams')} (if any). Lower "
+                f"optimizer.lr, set optimizer.clip_grad, or disable train.amp, then resume."
+            )
+        if self.stop_reason is None:
+            self.stop_reason = next((n for n, v in zip(_STOP_SIGNALS, values) if v > 0), None)
+        return total / get_world_size()
+
+    def _forward_backward(self, images, labels, sync: bool) -> paddle.Tensor:
+        """Forward and backward of one micro-batch; returns the (unscaled, detached) loss, still on the device."""
         targets = labels
         if self.mixup is not None:
             images, targets = self.mixup(images, labels)
@@ -414,19 +517,7 @@ class Trainer:
             ):
                 logits = self.model(images)
             loss = self.model_without_ddp.compute_loss(logits.astype("float32"), targets)
-            value = float(loss)
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"loss is {value} at epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}; stopped "
-                    f"without saving. The last good checkpoint is {os.path.join(self.output_dir, 'last.pdparams')} "
-                    f"(if any). Lower optimizer.lr, set optimizer.clip_grad, or disable train.amp, then resume."
-                )
+            value = loss.detach()
             loss = loss / self.accum_steps
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return value
-
-    def _save_stop_checkpoint(self) -> None:
-        ckpt = self.checkpoint_dict(epoch_done=False)  # collective: every rank
-        if is_main_process():
-            save_atomic(ckpt, os.path.join(self.output_dir, "last.pdparams"))
-        logger.info(f"stopped at train.max_steps={self.max_steps}; state saved to {self.output_dir}/last.pdparams")

@@ -68,7 +68,7 @@ def test_accumulation_equals_one_large_batch(tmp_path):
     moved = max(np.abs(runs["big"][k] - start[k]).max() for k in start)
     assert moved > 1e-4
     for k in runs["big"]:
-        np.testing.assert_allclose(runs["accum"][k], runs["big"][k], atol=2e-6, err_msg=k)
+        np.testing.assert_allclose(runs["accum"][k], runs["big"][k], atol=1e-5, err_msg=k)
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):

@@ -232,7 +232,8 @@ class WorkerLoader:
 
     def __iter__(self):
         it = iter(self.loader)
-        n = len(self.batch_sampler)
+        # this pass's batches: a resumed epoch starts at the sampler's start_batch
+        n = len(self.batch_sampler) - int(getattr(self.batch_sampler, "start_batch", 0))
         done = False
         try:
             for k in range(n):  # exactly one epoch: a persistent iterator is never asked past its end

@@ -27,11 +27,14 @@ class _Census(Hook):
 
     def __init__(self):
         self.children, self.pids, self.fds, self.rss = [], [], [], []
+        # children that exist before the run (another test's loader not yet collected) are not this run's
+        self.before = {p.pid for p in psutil.Process().children(recursive=True)}
 
     def after_epoch(self, trainer):
         me = psutil.Process()
-        self.children.append(len(me.children(recursive=True)))
-        self.pids.append({p.pid for p in me.children(recursive=True)})
+        mine = {p.pid for p in me.children(recursive=True)} - self.before
+        self.children.append(len(mine))
+        self.pids.append(mine)
         self.fds.append(me.num_fds())
         self.rss.append(me.memory_info().rss)
 
@@ -56,7 +59,7 @@ def test_process_count_is_flat_over_epochs(tmp_path, persistent):
         assert all(pids == census.pids[0] for pids in census.pids), census.pids
     for loader in (t.train_loader, t.val_loader):
         loader.close()
-    assert psutil.Process().children(recursive=True) == []
+    assert {p.pid for p in psutil.Process().children(recursive=True)} - census.before == set()
     # An ended iterator's reader thread notices within Paddle's 5 s poll, then its pipes are freed: no descriptors
     # pile up over epochs.
     for thread in threading.enumerate():
@@ -92,11 +95,12 @@ def test_persistent_workers_draw_each_epochs_augmentations():
 
 def test_abandoned_persistent_iteration_then_a_full_one():
     ds = build_dataset({"name": "SyntheticImages", "num_samples": 12, "image_size": 24}, TRANSFORMS)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     loader = build_loader(ds, 4, train=True, num_workers=2, persistent_workers=True, seed=3)
     it = iter(loader)
     next(it)
     del it  # stopped mid-epoch (train.max_steps): the workers are ended, the next epoch starts clean
-    assert psutil.Process().children(recursive=True) == []
+    assert {p.pid for p in psutil.Process().children(recursive=True)} - before == set()
     loader.batch_sampler.set_epoch(1)
     got = [x.numpy() for x, _ in loader]
     np.testing.assert_array_equal(np.stack(got), np.stack([x for x, _ in _epochs(0, False, [1])[0]]))
@@ -154,9 +158,10 @@ def test_workers_die_with_a_killed_trainer(tmp_path):
 
 def test_persistent_workers_end_with_their_loader():
     ds = build_dataset({"name": "SyntheticImages", "num_samples": 8, "image_size": 16}, TRANSFORMS)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     loader = build_loader(ds, 4, train=True, num_workers=2, persistent_workers=True)
     assert len([x for x, _ in loader]) == 2
-    assert len(psutil.Process().children(recursive=True)) == 2
+    assert len({p.pid for p in psutil.Process().children(recursive=True)} - before) == 2
     del loader  # a Trainer dropped at the end of a run (tests, notebooks) takes its workers with it
     gc.collect()
-    assert psutil.Process().children(recursive=True) == []
+    assert {p.pid for p in psutil.Process().children(recursive=True)} - before == set()

@@ -68,7 +68,7 @@ def test_bad_white_list_names_the_key(tmp_path, bad):
 def test_loader_flags_must_be_booleans(tmp_path, key):
     cfg = tiny_cfg(tmp_path)
     cfg.data.train[key] = "false"
-    with pytest.raises(ConfigError, match=f"data.train.{key} must be true or false"):
+    with pytest.raises(ConfigError, match=f"data.train.{key}' is 'false'; allowed: true or false"):
         Trainer(cfg)
 
 

@@ -69,7 +69,8 @@ def test_another_world_size_warns_and_reseeds_deterministically(run, tmp_path):
     for i in range(2):
         out = tmp_path / f"single{i}"
         shutil.copytree(run.parent / (run.name + "_saved"), out)
-        t = Trainer(make_cfg(out, 3))  # one process resuming a two-process checkpoint
+        # one process resuming a two-process checkpoint (the global batch changes: allowed explicitly)
+        t = Trainer(make_cfg(out, 3), allow_config_change=True)
         assert t.state["step"] == 2
         got.append(draws(t))
         log = (out / "train.log").read_text()

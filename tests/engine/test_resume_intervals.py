@@ -44,6 +44,7 @@ def test_one_loader_with_workers_across_epochs_and_a_mid_epoch_start():
         np.testing.assert_array_equal(y, yf)
     again = _drive(persistent, 2)  # and the next epoch starts from its beginning again
     np.testing.assert_array_equal(again[0][0], epochs[2][0][0])
+    persistent.close()  # its workers would otherwise live on until garbage collection, into later tests
 
 
 def _cfg(out, **kw):

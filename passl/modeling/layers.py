@@ -10,9 +10,13 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm
+
 __all__ = [
     "DropPath",
+    "LayerNorm",
     "LayerNorm2d",
+    "GELU",
     "DepthwiseConv2D",
     "trunc_normal_",
     "zeros_",
@@ -89,11 +93,36 @@ class LayerNorm2d(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
-        x = F.layer_norm(x, [self.num_channels], self.weight, self.bias, self.eps)
-        return x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+        y = fused_layer_norm(x, self.weight, self.bias, self.eps)  # passl.ops kernel; None when PASSL_OPS says no
+        if y is None:
+            y = F.layer_norm(x, [self.num_channels], self.weight, self.bias, self.eps)
+        return y.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and state dict) that runs the passl.ops fused CPU kernel when the
+    ``PASSL_OPS`` switch allows it (float32 CPU dygraph, one normalized axis); otherwise Paddle's own."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if len(self._normalized_shape) == 1:
+            y = fused_layer_norm(x, self.weight, self.bias, self._epsilon)
+            if y is not None:
+                return y
+        return super().forward(x)
+
+
+class GELU(nn.GELU):
+    """Exact GELU (``nn.GELU``) that runs the passl.ops fused CPU kernel when the ``PASSL_OPS`` switch allows it."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not self._approximate:
+            y = fused_gelu(x)
+            if y is not None:
+                return y
+        return super().forward(x)
 
 
 _SHIFT_BASIS: Dict[Tuple[int, int, int], paddle.Tensor] = {}
@@ -149,6 +178,9 @@ class DepthwiseConv2D(nn.Conv2D):
         return False
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_depthwise_conv2d(x, self.weight, self.bias)  # passl.ops kernel; None when PASSL_OPS says no
+        if y is not None:
+            return y
         return self._matmul_forward(x) if self._use_matmul(x) else super().forward(x)
 
     def _matmul_forward(self, x: paddle.Tensor) -> paddle.Tensor:

@@ -1,0 +1,19 @@
+"""Fused CPU kernels (Paddle custom C++ operators) with pure-Paddle fallbacks, chosen by one switch (``PASSL_OPS``).
+
+See :mod:`passl.ops.switch` for the switch and :mod:`passl.ops.build` for the build-and-cache step.
+"""
+
+from passl.ops.dwconv import depthwise_conv2d, depthwise_conv2d_reference, fused_depthwise_conv2d
+from passl.ops.norm_act import fused_gelu, fused_layer_norm
+from passl.ops.switch import get_ops, kernels_for, set_ops
+
+__all__ = [
+    "depthwise_conv2d",
+    "depthwise_conv2d_reference",
+    "fused_depthwise_conv2d",
+    "fused_gelu",
+    "fused_layer_norm",
+    "get_ops",
+    "kernels_for",
+    "set_ops",
+]

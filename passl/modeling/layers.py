@@ -10,13 +10,14 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm
+from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear
 
 __all__ = [
     "DropPath",
     "LayerNorm",
     "LayerNorm2d",
     "GELU",
+    "Linear",
     "DepthwiseConv2D",
     "trunc_normal_",
     "zeros_",
@@ -112,6 +113,15 @@ class LayerNorm(nn.LayerNorm):
             if y is not None:
                 return y
         return super().forward(x)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) that runs the passl.ops fused CPU kernel (MKL sgemm with the
+    bias add and its gradient fused) when the ``PASSL_OPS`` switch allows it; otherwise Paddle's own."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_linear(x, self.weight, self.bias)
+        return super().forward(x) if y is None else y
 
 
 class GELU(nn.GELU):

@@ -42,7 +42,17 @@ def _omp_ldflags() -> list:
     return ["-fopenmp", "-lmvec"]
 
 
-LDFLAGS = _omp_ldflags()
+def _cblas_flags() -> tuple:
+    """(compile, link) flags for the sgemm-based Linear kernel: Paddle's CPU wheel ships MKL (libmklml_intel);
+    without it the Linear kernel is left out and ``passl.ops.fused_linear`` falls back."""
+    libs = os.path.join(os.path.dirname(os.path.abspath(paddle.__file__)), "libs")
+    if os.path.exists(os.path.join(libs, "libmklml_intel.so")):
+        return ["-DPASSL_WITH_CBLAS"], [f"-L{libs}", "-l:libmklml_intel.so"]
+    return [], []
+
+
+CFLAGS = CFLAGS + _cblas_flags()[0]
+LDFLAGS = _omp_ldflags() + _cblas_flags()[1]
 _NAME = "passl_ops"
 
 _lock = threading.Lock()

@@ -8,7 +8,7 @@ import paddle
 
 from passl.ops.switch import kernels_for
 
-__all__ = ["fused_layer_norm", "fused_gelu"]
+__all__ = ["fused_layer_norm", "fused_gelu", "fused_linear"]
 
 
 def fused_layer_norm(
@@ -27,3 +27,13 @@ def fused_gelu(x: paddle.Tensor) -> Optional[paddle.Tensor]:
     """Exact (erf) GELU of ``x``, or ``None`` when the kernel does not apply."""
     ops = kernels_for(x)
     return None if ops is None else ops.passl_gelu(x)
+
+
+def fused_linear(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor]) -> Optional[paddle.Tensor]:
+    """``x @ weight + bias`` (weight [in, out]) on MKL's sgemm, or ``None`` when the kernel does not apply."""
+    if bias is None or weight.ndim != 2:
+        return None
+    ops = kernels_for(x)
+    if ops is None or not hasattr(ops, "passl_linear") or weight.dtype != paddle.float32:
+        return None
+    return ops.passl_linear(x, weight, bias)

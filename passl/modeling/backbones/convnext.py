@@ -8,7 +8,15 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import paddle
 import paddle.nn as nn
 
-from passl.modeling.layers import GELU, DepthwiseConv2D, DropPath, LayerNorm, LayerNorm2d, init_weights_trunc_normal
+from passl.modeling.layers import (
+    GELU,
+    DepthwiseConv2D,
+    DropPath,
+    LayerNorm,
+    LayerNorm2d,
+    Linear,
+    init_weights_trunc_normal,
+)
 from passl.registry import BACKBONES, ConfigError
 
 __all__ = ["ConvNeXt", "Block", "CONVNEXT_ARCHS"]
@@ -34,9 +42,9 @@ class Block(nn.Layer):
         super().__init__()
         self.dwconv = DepthwiseConv2D(dim, kernel_size=7)
         self.norm = LayerNorm(dim, epsilon=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv1 = Linear(dim, 4 * dim)
         self.act = GELU()
-        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.pwconv2 = Linear(4 * dim, dim)
         if layer_scale_init_value > 0:
             self.gamma = self.create_parameter(
                 [dim], default_initializer=nn.initializer.Constant(layer_scale_init_value)

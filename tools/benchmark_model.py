@@ -309,16 +309,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     plan = [(b, m) for m in modes for b in backends if not (m == "train" and b in ("paddle", "onnx"))]
     skipped: Dict[str, str] = {}
     contenders = []
+    # Start and warm them up one after the other, so a build or export does not slow another's warm-up; idle
+    # contenders wait on their stdin.
     for b, m in plan:
         reason = _available(b)
         if reason:
             skipped[b] = reason
             continue
-        contenders.append(Contender(b, m, common, args.threads))
-    # Build them one after the other, so a compile or export does not slow down another's warm-up.
-    for c in contenders:
+        c = Contender(b, m, common, args.threads)
         if not c.ready():
             print(f"{c.backend} {c.mode}: failed: {c.error}", file=sys.stderr)
+        contenders.append(c)
     for _ in range(args.rounds):
         for c in contenders:
             c.round()

@@ -10,7 +10,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear
+from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear, fused_patch_conv2d
 
 __all__ = [
     "DropPath",
@@ -18,6 +18,7 @@ __all__ = [
     "LayerNorm2d",
     "GELU",
     "Linear",
+    "PatchConv2D",
     "DepthwiseConv2D",
     "trunc_normal_",
     "zeros_",
@@ -121,6 +122,18 @@ class Linear(nn.Linear):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         y = fused_linear(x, self.weight, self.bias)
+        return super().forward(x) if y is None else y
+
+
+class PatchConv2D(nn.Conv2D):
+    """Patchify convolution (kernel = stride = ``patch``, no padding), a plain ``nn.Conv2D`` with the same
+    parameters, that runs as one GEMM on the passl.ops fused Linear kernel when the ``PASSL_OPS`` switch allows it."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=patch, stride=patch)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_patch_conv2d(x, self.weight, self.bias)
         return super().forward(x) if y is None else y
 
 

@@ -111,3 +111,12 @@ def test_convnext_same_logits_and_grads_with_and_without_kernels():
         model.clear_gradients()
     for a, b in zip(*results):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(b).max(), 1e-6)
+
+
+@pytest.mark.parametrize("shape,out,p", [((1, 3, 9, 13), 8, 4), ((2, 5, 7, 7), 6, 2), ((1, 1, 28, 28), 4, 2)])
+def test_patch_conv_equals_conv2d(shape, out, p):
+    if not hasattr(build.load(), "passl_linear"):
+        pytest.skip("no MKL runtime beside Paddle: the Linear kernel is not built")
+    inputs = [paddle.randn(list(shape)), paddle.randn([out, shape[1], p, p]) * 0.2, paddle.randn([out])]
+    errs = _compare(ops.fused_patch_conv2d, lambda x, w, b: F.conv2d(x, w, b, stride=p), inputs)
+    assert max(errs) < 1e-5, errs

@@ -15,6 +15,7 @@ from passl.modeling.layers import (
     LayerNorm,
     LayerNorm2d,
     Linear,
+    PatchConv2D,
     init_weights_trunc_normal,
 )
 from passl.registry import BACKBONES, ConfigError
@@ -114,13 +115,11 @@ class ConvNeXt(nn.Layer):
                 raise ConfigError(f"ConvNeXt: out_indices {bad} out of range for {len(dims)} stages")
 
         self.downsample_layers = nn.LayerList()
-        stem = nn.Sequential(
-            nn.Conv2D(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0], eps=1e-6)
-        )
+        stem = nn.Sequential(PatchConv2D(in_chans, dims[0], patch_size), LayerNorm2d(dims[0], eps=1e-6))
         self.downsample_layers.append(stem)
         for i in range(len(dims) - 1):
             self.downsample_layers.append(
-                nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), nn.Conv2D(dims[i], dims[i + 1], kernel_size=2, stride=2))
+                nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), PatchConv2D(dims[i], dims[i + 1], 2))
             )
 
         rates = [float(r) for r in paddle.linspace(0, float(drop_path_rate), sum(depths)).numpy()]

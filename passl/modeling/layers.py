@@ -179,6 +179,8 @@ class DepthwiseConv2D(nn.Conv2D):
     ``tools/benchmark_layers.py``) is: maps of at most 16 pixels always; at most 64 pixels (8x8) from batch 8; at
     most 196 pixels (14x14) only when gradients flow and the batch is at least 96. Only in dygraph on CPU in float32;
     GPUs, static graphs and exported models run the standard convolution. ``PASSL_DWCONV_MATMUL=0`` turns it off.
+    When the passl.ops fused CPU kernels are on (``PASSL_OPS``, the default), their depthwise kernel runs instead of
+    both (faster than either here).
     """
 
     def __init__(self, channels: int, kernel_size: int = 7) -> None:

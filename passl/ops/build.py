@@ -12,10 +12,11 @@ import contextlib
 import fcntl
 import glob
 import hashlib
-import io
 import logging
 import os
 import shutil
+import sys
+import tempfile
 import threading
 from types import ModuleType
 from typing import Optional
@@ -93,19 +94,37 @@ def _build() -> ModuleType:
     os.makedirs(build_dir, exist_ok=True)
     with open(os.path.join(build_dir, ".lock"), "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                return cpp_extension.load(
-                    name=_NAME,
-                    sources=SOURCES,
-                    extra_cxx_cflags=CFLAGS,
-                    extra_ldflags=LDFLAGS,
-                    build_directory=build_dir,
-                    verbose=False,
-                )
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        # The build runs setup.py in a child process that writes every compiler command to the real stdout and
+        # stderr: send both file descriptors to a log file, and quote its first error line when the build fails.
+        with tempfile.TemporaryFile(mode="w+") as log:
+            saved = [os.dup(1), os.dup(2)]
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                    return cpp_extension.load(
+                        name=_NAME,
+                        sources=SOURCES,
+                        extra_cxx_cflags=CFLAGS,
+                        extra_ldflags=LDFLAGS,
+                        build_directory=build_dir,
+                        verbose=False,
+                    )
+            except Exception as exc:
+                log.flush()
+                log.seek(0)
+                errors = [line.strip() for line in log if "error" in line.lower()]
+                raise RuntimeError(errors[0] if errors else str(exc)) from None
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def load() -> Optional[ModuleType]:

@@ -4,6 +4,8 @@ gradients either way."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -12,7 +14,12 @@ import pytest
 from passl import ops
 from passl.ops import build
 
-pytestmark = pytest.mark.skipif(build.load() is None, reason="passl.ops kernels did not build (see the log line)")
+# Only a machine without a C++ compiler may skip: where g++ exists the kernels must build (a failure fails here).
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
+
+
+def test_kernels_build_where_a_compiler_exists():
+    assert build.load() is not None, "passl.ops kernels did not build: see the passl.ops warning line"
 
 
 @pytest.fixture(autouse=True)

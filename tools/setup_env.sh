@@ -27,3 +27,16 @@ else
 fi
 "$PY" -m pip install -q -e .
 "$PY" -c "import paddle, passl; print('[setup] paddle', paddle.__version__, '| passl', passl.__version__)" 2>/dev/null
+
+# passl.ops: the fused CPU kernels (Paddle custom C++ operators) need g++; build them once now into their cache
+# (~/.cache/passl/ops, keyed by source hash + Paddle version), so the first training run does not wait for it.
+if ! command -v g++ >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian package g++ (for the fused CPU kernels)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+  else
+    echo "[setup] no g++: the fused CPU kernels will fall back to pure Paddle (sudo apt-get install g++)" >&2
+  fi
+fi
+"$PY" -c "from passl.ops import build; print('[setup] passl.ops fused CPU kernels:', 'built in ' + build.cache_dir() if build.load() else 'unavailable, pure-Paddle fallback')" 2>/dev/null | grep '^\[setup\]' || true

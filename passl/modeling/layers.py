@@ -10,9 +10,15 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear, fused_patch_conv2d
+
 __all__ = [
     "DropPath",
+    "LayerNorm",
     "LayerNorm2d",
+    "GELU",
+    "Linear",
+    "PatchConv2D",
     "DepthwiseConv2D",
     "GRN",
     "trunc_normal_",
@@ -91,8 +97,10 @@ class LayerNorm2d(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
-        x = F.layer_norm(x, [self.num_channels], self.weight, self.bias, self.eps)
-        return x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+        y = fused_layer_norm(x, self.weight, self.bias, self.eps)  # passl.ops kernel; None when PASSL_OPS says no
+        if y is None:
+            y = F.layer_norm(x, [self.num_channels], self.weight, self.bias, self.eps)
+        return y.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
@@ -128,6 +136,50 @@ class GRN(nn.Layer):
         return f"{self.dim}, eps={self.eps}"
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and state dict) that runs the passl.ops fused CPU kernel when the
+    ``PASSL_OPS`` switch allows it (float32 CPU dygraph, one normalized axis); otherwise Paddle's own."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if len(self._normalized_shape) == 1:
+            y = fused_layer_norm(x, self.weight, self.bias, self._epsilon)
+            if y is not None:
+                return y
+        return super().forward(x)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) that runs the passl.ops fused CPU kernel (MKL sgemm with the
+    bias add and its gradient fused) when the ``PASSL_OPS`` switch allows it; otherwise Paddle's own."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_linear(x, self.weight, self.bias)
+        return super().forward(x) if y is None else y
+
+
+class PatchConv2D(nn.Conv2D):
+    """Patchify convolution (kernel = stride = ``patch``, no padding), a plain ``nn.Conv2D`` with the same
+    parameters, that runs as one GEMM on the passl.ops fused Linear kernel when the ``PASSL_OPS`` switch allows it."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=patch, stride=patch)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_patch_conv2d(x, self.weight, self.bias)
+        return super().forward(x) if y is None else y
+
+
+class GELU(nn.GELU):
+    """Exact GELU (``nn.GELU``) that runs the passl.ops fused CPU kernel when the ``PASSL_OPS`` switch allows it."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not self._approximate:
+            y = fused_gelu(x)
+            if y is not None:
+                return y
+        return super().forward(x)
+
+
 _SHIFT_BASIS: Dict[Tuple[int, int, int], paddle.Tensor] = {}
 
 
@@ -159,6 +211,8 @@ class DepthwiseConv2D(nn.Conv2D):
     ``tools/benchmark_layers.py``) is: maps of at most 16 pixels always; at most 64 pixels (8x8) from batch 8; at
     most 196 pixels (14x14) only when gradients flow and the batch is at least 96. Only in dygraph on CPU in float32;
     GPUs, static graphs and exported models run the standard convolution. ``PASSL_DWCONV_MATMUL=0`` turns it off.
+    When the passl.ops fused CPU kernels are on (``PASSL_OPS``, the default), their depthwise kernel runs instead of
+    both (faster than either here).
     """
 
     def __init__(self, channels: int, kernel_size: int = 7) -> None:
@@ -181,6 +235,9 @@ class DepthwiseConv2D(nn.Conv2D):
         return False
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = fused_depthwise_conv2d(x, self.weight, self.bias)  # passl.ops kernel; None when PASSL_OPS says no
+        if y is not None:
+            return y
         return self._matmul_forward(x) if self._use_matmul(x) else super().forward(x)
 
     def _matmul_forward(self, x: paddle.Tensor) -> paddle.Tensor:

@@ -11,7 +11,17 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import paddle
 import paddle.nn as nn
 
-from passl.modeling.layers import GRN, DepthwiseConv2D, DropPath, LayerNorm2d, init_weights_trunc_normal
+from passl.modeling.layers import (
+    GELU,
+    GRN,
+    DepthwiseConv2D,
+    DropPath,
+    LayerNorm,
+    LayerNorm2d,
+    Linear,
+    PatchConv2D,
+    init_weights_trunc_normal,
+)
 from passl.registry import BACKBONES, ConfigError
 
 __all__ = ["ConvNeXt", "Block", "CONVNEXT_ARCHS"]
@@ -40,11 +50,11 @@ class Block(nn.Layer):
     ) -> None:
         super().__init__()
         self.dwconv = DepthwiseConv2D(dim, kernel_size=7)
-        self.norm = nn.LayerNorm(dim, epsilon=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.act = nn.GELU()
+        self.norm = LayerNorm(dim, epsilon=1e-6)
+        self.pwconv1 = Linear(dim, 4 * dim)
+        self.act = GELU()
         self.grn = GRN(4 * dim) if use_grn else None
-        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.pwconv2 = Linear(4 * dim, dim)
         if layer_scale_init_value > 0:
             self.gamma = self.create_parameter(
                 [dim], default_initializer=nn.initializer.Constant(layer_scale_init_value)
@@ -122,13 +132,11 @@ class ConvNeXt(nn.Layer):
                 raise ConfigError(f"{type(self).__name__}: out_indices {bad} out of range for {len(dims)} stages")
 
         self.downsample_layers = nn.LayerList()
-        stem = nn.Sequential(
-            nn.Conv2D(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0], eps=1e-6)
-        )
+        stem = nn.Sequential(PatchConv2D(in_chans, dims[0], patch_size), LayerNorm2d(dims[0], eps=1e-6))
         self.downsample_layers.append(stem)
         for i in range(len(dims) - 1):
             self.downsample_layers.append(
-                nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), nn.Conv2D(dims[i], dims[i + 1], kernel_size=2, stride=2))
+                nn.Sequential(LayerNorm2d(dims[i], eps=1e-6), PatchConv2D(dims[i], dims[i + 1], 2))
             )
 
         rates = [float(r) for r in paddle.linspace(0, float(drop_path_rate), sum(depths)).numpy()]

@@ -1,0 +1,104 @@
+// Linear layer y = x @ weight + bias (Paddle's layout: weight [in, out]) on float32 CPU tensors, with its backward,
+// on the sgemm of the MKL runtime that Paddle's CPU wheel ships (libmklml_intel): Paddle's own matmul ran at about a
+// third of it here, and its broadcast bias-add gradient was a separate slow reduction. Compiled only when build.py
+// finds that library (it defines PASSL_WITH_CBLAS).
+#ifdef PASSL_WITH_CBLAS
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#include "paddle/extension.h"
+
+extern "C" {
+// The standard CBLAS prototype (row-major = 101, no-trans = 111, trans = 112).
+void cblas_sgemm(int layout, int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc);
+}
+
+namespace {
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+}  // namespace
+
+std::vector<paddle::Tensor> LinearForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                          const paddle::Tensor& bias) {
+  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "passl_linear: float32 CPU tensors only");
+  PD_CHECK(weight.shape().size() == 2 && x.shape().back() == weight.shape()[0] && bias.numel() == weight.shape()[1],
+           "passl_linear: x [..., in], weight [in, out], bias [out]");
+  const int64_t k = weight.shape()[0], n = weight.shape()[1], m = x.numel() / k;
+  std::vector<int64_t> shape = x.shape();
+  shape.back() = n;
+  auto out = paddle::empty(shape, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  float* o = out.data<float>();
+  const float* b = bias.data<float>();
+#pragma omp parallel for schedule(static) if (worth_threads(m * n))
+  for (int64_t r = 0; r < m; ++r) std::memcpy(o + r * n, b, sizeof(float) * n);
+  cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.0f, x.data<float>(), k, weight.data<float>(), n, 1.0f, o, n);
+  return {out};
+}
+
+std::vector<paddle::Tensor> LinearBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                           const paddle::Tensor& grad_out) {
+  const int64_t k = weight.shape()[0], n = weight.shape()[1], m = x.numel() / k;
+  auto gx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto gw = paddle::empty(weight.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto gb = paddle::empty({n}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* g = grad_out.data<float>();
+  // dx = dy @ weight^T, dweight = x^T @ dy
+  cblas_sgemm(kRowMajor, kNoTrans, kTrans, m, k, n, 1.0f, g, n, weight.data<float>(), n, 0.0f, gx.data<float>(), k);
+  cblas_sgemm(kRowMajor, kTrans, kNoTrans, k, n, m, 1.0f, x.data<float>(), k, g, n, 0.0f, gw.data<float>(), n);
+  // dbias = column sums of dy: per-thread float partials over row blocks of 64, flushed into double
+  const bool par = worth_threads(m * n);
+  const int teams = par ? omp_get_max_threads() : 1;
+  std::vector<double> sums(static_cast<size_t>(teams) * n, 0.0);
+#pragma omp parallel num_threads(teams) if (par)
+  {
+    double* acc = sums.data() + static_cast<size_t>(omp_get_thread_num()) * n;
+    std::vector<float> part(n, 0.0f);
+    int rows = 0;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      const float* gr = g + r * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) part[j] += gr[j];
+      if (++rows == 64) {
+        for (int64_t j = 0; j < n; ++j) acc[j] += part[j], part[j] = 0.0f;
+        rows = 0;
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) acc[j] += part[j];
+  }
+  float* gbd = gb.data<float>();
+  for (int64_t j = 0; j < n; ++j) {
+    double s = 0.0;
+    for (int t = 0; t < teams; ++t) s += sums[static_cast<size_t>(t) * n + j];
+    gbd[j] = static_cast<float>(s);
+  }
+  return {gx, gw, gb};
+}
+
+std::vector<std::vector<int64_t>> LinearInferShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                                   const std::vector<int64_t>& b) {
+  std::vector<int64_t> out = x;
+  out.back() = w[1];
+  return {out};
+}
+
+std::vector<paddle::DataType> LinearInferDtype(const paddle::DataType& x, const paddle::DataType& w,
+                                               const paddle::DataType& b) {
+  return {x};
+}
+
+PD_BUILD_OP(passl_linear)
+    .Inputs({"X", "Weight", "Bias"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(LinearForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(LinearInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(LinearInferDtype));
+
+PD_BUILD_GRAD_OP(passl_linear)
+    .Inputs({"X", "Weight", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias")})
+    .SetKernelFn(PD_KERNEL(LinearBackward));
+#endif  // PASSL_WITH_CBLAS

@@ -21,6 +21,9 @@ def model_from_config(cfg: AttrDict, weights: Optional[str] = None, use_ema: Opt
 
         ema = bool(cfg.model.get("pretrained_ema", False)) if use_ema is None else use_ema
         report = load_pretrained(model, source, use_ema=ema)
+        from passl.utils.report import checkpoint_classes
+
+        model.class_names = checkpoint_classes(source)  # a fine-tuned checkpoint's class names (else None)
         if int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0:
             print(f"weights: {report.summary()}", file=sys.stderr)
     else:

@@ -29,6 +29,7 @@ from passl.inference import ExportError, build_predictor, export_model, verify_e
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
+from passl.utils.report import eval_class_report  # noqa: E402
 
 
 def _backend(model, cfg, args):
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
         loader = build_loader(dataset, val.batch_size, train=False, num_workers=val.get("num_workers", 0))
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
         check_classes(model, val=dataset)
+        names = getattr(model, "class_names", None)  # carried by a fine-tuned checkpoint
         model = _backend(model, cfg, args)
         rows = []
         sampler = loader.batch_sampler
@@ -104,7 +106,9 @@ def main(argv=None) -> int:
             for lab, t in zip(labels.numpy().tolist(), top.tolist()):
                 rows.append((sampler.indices[len(rows)], lab, *t))
 
-        res = evaluate(model, loader, progress=True, on_batch=keep if args.predictions else None)
+        res = evaluate(model, loader, progress=True, on_batch=keep)
+        report_dir = os.path.dirname(os.path.abspath(args.report or os.path.join(cfg.get("output_dir") or ".", "x")))
+        class_files = eval_class_report(dataset, rows, names, int(cfg.model.head.num_classes), report_dir)
     except (ConfigError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -129,6 +133,8 @@ def main(argv=None) -> int:
             f"top1 {res['top1']:.3f} top5 {res['top5']:.3f} loss {res['loss']:.4f} images {res['count']} "
             f"({res['images_per_sec']:.1f} img/s){f', skipped {skipped} corrupt images' if skipped else ''}"
         )
+        if class_files:
+            print(f"per-class accuracy and confusion matrix: {', '.join(class_files.values())}")
         report = args.report or os.path.join(cfg.get("output_dir") or ".", "eval_report.json")
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
         with open(report + ".tmp", "w") as f:

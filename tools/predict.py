@@ -27,6 +27,7 @@ from passl.data.datasets.imagenet import IMG_EXTENSIONS  # noqa: E402
 from passl.inference import BACKENDS, build_predictor  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
+from passl.utils.report import model_class_names  # noqa: E402
 
 
 def _class_names(cfg, path, num_classes):
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
             predictor = build_predictor(
                 "paddle", model_dir=args.model_dir, threads=args.threads, onednn=not args.no_onednn
             )
+        names = model_class_names(predictor, names, explicit=bool(args.class_names))  # names the model carries
         mode = "L" if int(cfg.model.architecture.get("in_chans", 3)) == 1 else "RGB"
         for start in range(0, len(files), max(1, args.batch_size)):
             chunk = files[start : start + max(1, args.batch_size)]

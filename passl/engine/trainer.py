@@ -168,6 +168,7 @@ class Trainer:
                     use_ema=bool(cfg.model.get("pretrained_ema", False)),
                 )
         check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
+        self.class_names = list(train_ds.classes) if getattr(train_ds, "classes", None) is not None else None
         ocfg = dict(cfg.optimizer)
         lr = float(ocfg.get("lr", 1e-3))
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)
@@ -248,6 +249,8 @@ class Trainer:
             self.resume(resume)
         if is_main_process():
             self._write_run_info()
+            if hasattr(train_ds, "write_record"):  # classes.txt, and split.json when val was held out of train
+                train_ds.write_record(self.output_dir)
 
     # ----------------------------------------------------------------------------------------------- state
     def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
@@ -267,6 +270,7 @@ class Trainer:
             "best": dict(s["best"]),
             "rng": {"world_size": self.world_size, "ranks": rng},
             "config": dump_config(self.cfg),
+            "classes": self.class_names,  # label order; tools/predict.py, eval.py and exports read them
         }
 
     def resume(self, path: str) -> None:

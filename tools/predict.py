@@ -6,7 +6,8 @@
 Backends: dygraph (the model with --weights, or model.pretrained; the default without --model-dir), paddle (the
 exported Paddle inference model in --model-dir, run with Paddle Inference; the default with --model-dir) and onnx
 (--model-dir's model.onnx with ONNX Runtime; tools/export_model.py --onnx writes it). Preprocessing is the config's
-data.val.transforms. Class names: --class-names (one name per line, in label order); else, for a 1000-class model,
+data.val.transforms. Class names: --class-names (one name per line, in label order); else the names the model
+carries (a fine-tuned checkpoint's, or classes.txt beside an export); else, for a 1000-class model,
 the ImageNet-1k names shipped with passl; else the validation dataset's ``classes``; else class indices.
 """
 

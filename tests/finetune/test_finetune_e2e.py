@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from passl.engine.checkpoint import load_checkpoint
+from passl.utils.report import checkpoint_classes
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BASE = os.path.join(ROOT, "configs", "finetune", "_base_", "class_folders.yaml")
@@ -99,6 +100,8 @@ def test_finetune_without_and_with_val_folder_names_travel(tmp_path, capsys):
     ck = load_checkpoint(os.path.join(out, "last.pdparams"))
     assert ck["classes"] == ["cat", "dog", "zebra"]
     assert list(ck["model"]["head.fc.weight"].shape) == [64, 3]
+    for best in ("best.pdparams", "best_ema.pdparams"):  # weights-only files carry the names too
+        assert checkpoint_classes(os.path.join(out, best)) == ["cat", "dog", "zebra"]
     with open(os.path.join(out, "classes.txt")) as f:
         assert f.read().split() == ["cat", "dog", "zebra"]
     split = json.load(open(os.path.join(out, "split.json")))

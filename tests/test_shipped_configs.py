@@ -48,6 +48,8 @@ def test_config_builds_its_model_and_runs_a_forward_pass(path):
     if arch.get("arch") in ("base", "large", "xlarge", "huge"):
         arch["dims"] = [16, 32, 64, 128]
         cfg.model.head.in_channels = 128
+    if cfg.model.head.get("num_classes") is None:  # configs/finetune: read from data.root's folders at load time
+        cfg.model.head.num_classes = 7
     model = build_model(cfg.model)
     assert model.num_classes == cfg.model.head.num_classes
     assert cfg.model.head.in_channels in (None, model.backbone.num_features)  # null: the backbone's width

@@ -106,6 +106,9 @@ def model_from_config(cfg: AttrDict, weights: Optional[str] = None, use_ema: Opt
             if use_ema and "no EMA weights" in msg:
                 raise ConfigError(msg.split("; set model.pretrained_ema", 1)[0] + "; run without --ema") from None
             raise
+        from passl.utils.report import checkpoint_classes
+
+        model.class_names = checkpoint_classes(source)  # a fine-tuned checkpoint's class names (else None)
         if int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0:
             print(f"weights: {report.summary()}", file=sys.stderr)
     else:

@@ -40,6 +40,7 @@ from passl.inference import ExportError, build_predictor, export_model, verify_e
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
+from passl.utils.report import eval_class_report  # noqa: E402
 
 
 def _weights_given(args) -> bool:
@@ -162,7 +163,10 @@ def main(argv=None) -> int:
         # classes checked before any work: by count against the config's head (an export carries no model object)
         check_classes(SimpleNamespace(num_classes=int(cfg.model.head.num_classes)), val=dataset)
         model = _backend(cfg, args)
-        names = _class_names(dataset, int(cfg.model.head.get("num_classes") or 0))
+        carried = getattr(model, "class_names", None)  # a fine-tuned checkpoint's, or classes.txt of an export
+        if carried:
+            check_classes(SimpleNamespace(num_classes=len(carried), class_names=carried), val=dataset)
+        names = carried or _class_names(dataset, int(cfg.model.head.get("num_classes") or 0))
         rows = []
         sampler = loader.batch_sampler
 
@@ -171,7 +175,9 @@ def main(argv=None) -> int:
             for lab, t in zip(labels.numpy().tolist(), top.tolist()):
                 rows.append((sampler.indices[len(rows)], lab, *t))
 
-        res = evaluate(model, loader, progress=True, on_batch=keep if args.predictions else None)
+        res = evaluate(model, loader, progress=True, on_batch=keep)
+        report_dir = os.path.dirname(os.path.abspath(args.report or os.path.join(cfg.get("output_dir") or ".", "x")))
+        class_files = eval_class_report(dataset, rows, names, int(cfg.model.head.num_classes), report_dir)
     except (ConfigError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -202,6 +208,8 @@ def main(argv=None) -> int:
             f"top1 {res['top1']:.3f} top5 {res['top5']:.3f} loss {res['loss']:.4f} images {res['count']} "
             f"({res['images_per_sec']:.1f} img/s){f', skipped {skipped} corrupt images' if skipped else ''}"
         )
+        if class_files:
+            print(f"per-class accuracy and confusion matrix: {', '.join(class_files.values())}")
         report = args.report or _default_report(cfg)
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
         with open(report + ".tmp", "w") as f:

@@ -14,8 +14,9 @@ eval pipeline). Folders are read without recursion; hidden files are skipped.
 A file that cannot be read or transformed is reported on stderr (naming it) and the others are still classified;
 the exit code is then 1. Configuration errors exit with 2.
 
-Class names: --class-names (one name per line, in label order); else, for a 1000-class model, the ImageNet-1k names
-shipped with passl; else the validation dataset's ``classes``; else class indices.
+Class names: --class-names (one name per line, in label order); else the names the model carries (a fine-tuned
+checkpoint's, or classes.txt beside an export); else, for a 1000-class model, the ImageNet-1k names shipped with
+passl; else the validation dataset's ``classes``; else class indices.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from passl.data.datasets.imagenet import IMG_EXTENSIONS, load_image  # noqa: E40
 from passl.inference import BACKENDS, build_predictor  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
+from passl.utils.report import model_class_names  # noqa: E402
 
 
 def _class_names(cfg, path, num_classes):
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
             predictor = QuietFirstCall(
                 build_predictor("paddle", model_dir=args.model_dir, threads=args.threads, onednn=not args.no_onednn)
             )
+        names = model_class_names(predictor, names, explicit=bool(args.class_names))  # names the model carries
         declared = _declared_shape(predictor)
         if declared is not None and declared != prep.shape:
             raise ConfigError(

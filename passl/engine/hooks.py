@@ -295,6 +295,7 @@ class CheckpointHook(Hook):
                         "epoch": epoch,
                         "best": dict(trainer.state["best"]),
                         "config": ckpt["config"],
+                        "classes": ckpt.get("classes"),
                     },
                     os.path.join(trainer.output_dir, fname),
                 )

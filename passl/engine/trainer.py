@@ -194,6 +194,7 @@ class Trainer:
                     use_ema=bool(cfg.model.get("pretrained_ema", False)),
                 )
         check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
+        self.class_names = list(train_ds.classes) if getattr(train_ds, "classes", None) is not None else None
         ocfg = dict(cfg.optimizer)
         lr = float(ocfg.get("lr", 1e-3))
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)
@@ -262,6 +263,8 @@ class Trainer:
         self.stop_signal: Optional[str] = None  # set by StopOnSignalHook when SIGINT/SIGTERM arrives
         self.stop_reason: Optional[str] = None  # what every process agreed on at the last step boundary
         self._start(resume, bool(tcfg.get("auto_resume", True)), allow_config_change)
+        if is_main_process() and not self.finished and hasattr(train_ds, "write_record"):
+            train_ds.write_record(self.output_dir)  # classes.txt, and split.json when val was held out of train
 
     # ----------------------------------------------------------------------------------------------- state
     def checkpoint_dict(self, epoch_done: bool) -> Dict[str, Any]:
@@ -282,6 +285,7 @@ class Trainer:
             "rng": {"world_size": self.world_size, "ranks": rng},
             "config": dump_config(self.cfg),
             "global_batch_shape": [self.world_size, int(self.cfg.data.train.batch_size), self.accum_steps],
+            "classes": self.class_names,  # label order; tools/predict.py, eval.py and exports read them
         }
 
     def _start(self, resume: Optional[str], auto: bool, allow_config_change: bool) -> None:

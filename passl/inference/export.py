@@ -31,7 +31,7 @@ logger = logging.getLogger("passl.inference")
 
 # Everything an export may write into its folder; installing a new export removes those it did not write again, so a
 # folder never mixes two models (an older model.onnx beside new Paddle files would serve old weights).
-EXPORT_FILES = ("model.json", "model.pdmodel", "model.pdiparams", "model.pdiparams.info", "model.onnx")
+EXPORT_FILES = ("model.json", "model.pdmodel", "model.pdiparams", "model.pdiparams.info", "model.onnx", "classes.txt")
 _LEFTOVER_PREFIXES = (".unverified", "model.onnx.unverified")
 
 
@@ -56,6 +56,10 @@ def export_model(model: nn.Layer, prefix: str, input_shape: Sequence[int]) -> st
         static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
         os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
         paddle.jit.save(static, prefix)
+        if getattr(model, "class_names", None):  # the names travel with the model: PREFIX's folder/classes.txt
+            from passl.utils.report import write_class_names
+
+            write_class_names(os.path.dirname(os.path.abspath(prefix)), model.class_names)
     finally:
         if own_forward is not None:
             model.forward = own_forward

@@ -78,10 +78,18 @@ def _check_program(prog: str) -> None:
         raise _damaged(prog, e) from None
 
 
+def _export_classes(model_file: str):
+    """The class names written beside an export (``classes.txt``; None when the model was exported without)."""
+    from passl.utils.report import read_class_names
+
+    return read_class_names(os.path.join(os.path.dirname(os.path.abspath(model_file)), "classes.txt"))
+
+
 class DygraphPredictor:
     def __init__(self, model: nn.Layer) -> None:
         self.model = model
         self.model.eval()
+        self.class_names = getattr(model, "class_names", None)  # from the checkpoint (tools/_common.py)
 
     @paddle.no_grad()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -110,6 +118,7 @@ class InferencePredictor:
         except Exception as e:  # the program parsed, so the parameters (or a .pdmodel) are what is broken
             raise _damaged(params if prog.endswith(".json") else f"{prog} or {params}", e) from None
         self.input_name = self.predictor.get_input_names()[0]
+        self.class_names = _export_classes(prog)
         self.output_name = self.predictor.get_output_names()[0]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -141,6 +150,7 @@ class OnnxPredictor:
         except Exception as e:
             raise _damaged(path, e) from None
         self.input_name = self.session.get_inputs()[0].name
+        self.class_names = _export_classes(path)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -143,6 +143,10 @@ def get_config(
     for item in overrides or []:
         key, value = parse_overrides([item])[0]
         apply_override(cfg, key, value)
+    if isinstance(cfg.get("data"), Mapping) and cfg.data.get("root") is not None:
+        from passl.data.datasets.class_folders import resolve_data_root
+
+        resolve_data_root(cfg)  # data.root -> dataset roots and, when null, model.head.num_classes (class folders)
     if validate:
         from passl.utils.schema import validate_config
 

@@ -456,7 +456,8 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
         "ConvNeXtClsHead": {
             # null: the head takes its input width from the backbone
             "in_channels": Int(min=1, null=True),
-            "num_classes": Int(min=1),
+            # null: the number of class folders of data.root/train (configs/finetune)
+            "num_classes": Int(min=1, null=True),
             "head_init_scale": Float(),
             "drop_rate": Float(min=0, max=1, max_open=True),
         }
@@ -468,6 +469,16 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
     "dataset": {
         "ImageNet": _image_dataset_args(split=Str(), classes=_classes()),
         "ImageFolder": _image_dataset_args(skip_as=Str(["substitute", "ignore"]), classes=_classes()),
+        "ClassFolders": {
+            **_image_dataset_args(
+                split=Str(["train", "val"]),
+                val_ratio=Float(min=0, max=1, min_open=True, max_open=True),
+                split_seed=Int(min=0),
+                skip_as=Str(["substitute", "ignore"]),
+                classes=_classes(),
+            ),
+            "root": Str(null=True),  # null: data.root
+        },
         "ImageList": {
             **_image_dataset_args(list_file=Str(required=True), skip_as=Str(["substitute", "ignore"])),
         },
@@ -565,6 +576,7 @@ SCHEMA = Section(
         "model": Component("architecture", default="Classification"),
         "data": Section(
             {
+                "root": Str(null=True),  # class-folder datasets without a root of their own use it
                 "train": _split(True),
                 "val": _split(False),
                 "mixup": Section(

@@ -176,8 +176,12 @@ def main(argv=None) -> int:
                 rows.append((sampler.indices[len(rows)], lab, *t))
 
         res = evaluate(model, loader, progress=True, on_batch=keep)
-        report_dir = os.path.dirname(os.path.abspath(args.report or os.path.join(cfg.get("output_dir") or ".", "x")))
-        class_files = eval_class_report(dataset, rows, names, int(cfg.model.head.num_classes), report_dir)
+        # the per-class files are named after the report (REPORT_per_class.json ...), so they never replace a run's
+        report = args.report or _default_report(cfg)
+        stem = os.path.splitext(os.path.basename(report))[0]
+        class_files = eval_class_report(
+            dataset, rows, names, int(cfg.model.head.num_classes), os.path.dirname(os.path.abspath(report)), f"{stem}_"
+        )
     except (ConfigError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -210,7 +214,6 @@ def main(argv=None) -> int:
         )
         if class_files:
             print(f"per-class accuracy and confusion matrix: {', '.join(class_files.values())}")
-        report = args.report or _default_report(cfg)
         os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
         with open(report + ".tmp", "w") as f:
             json.dump(res, f, indent=2)

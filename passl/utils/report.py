@@ -188,11 +188,17 @@ def model_class_names(predictor: Any, fallback: Optional[List[str]], explicit: b
 
 
 def eval_class_report(
-    dataset: Any, rows: Sequence[Sequence[int]], names: Optional[Sequence[str]], num_classes: int, out_dir: str
+    dataset: Any,
+    rows: Sequence[Sequence[int]],
+    names: Optional[Sequence[str]],
+    num_classes: int,
+    out_dir: str,
+    prefix: str = "eval_",
 ) -> Optional[Dict[str, str]]:
     """tools/eval.py's per-class report from its per-image rows ``(dataset index, label, top1, ..., topk)``: the
-    rows of every process are gathered (each image once), and rank 0 writes :func:`write_class_report`'s files with
-    ``eval_`` names into ``out_dir``. Returns their paths on rank 0, None elsewhere."""
+    rows of every process are gathered (each image once), and rank 0 writes :func:`write_class_report`'s files,
+    named after ``prefix`` (tools/eval.py: its report's name), into ``out_dir``. Returns their paths on rank 0, None
+    elsewhere."""
     from passl.data.datasets.classes import _unwrap
     from passl.utils.dist import all_gather_json, is_main_process
 
@@ -206,6 +212,6 @@ def eval_class_report(
         names = getattr(base, "classes", None)
     paths = [samples[r[0]][0] if samples is not None else None for r in every]
     out = write_class_report(
-        out_dir, [r[1] for r in every], [r[2:] for r in every], names, num_classes, paths=paths, prefix="eval_"
+        out_dir, [r[1] for r in every], [r[2:] for r in every], names, num_classes, paths=paths, prefix=prefix
     )
     return out

@@ -114,13 +114,13 @@ def test_finetune_without_and_with_val_folder_names_travel(tmp_path, capsys):
     run_cfg = os.path.join(out, "config.yaml")
     rep = str(tmp_path / "eval" / "report.json")
     assert _tool("eval").main(["-c", run_cfg, "--weights", f"{out}/last.pdparams", "--report", rep]) == 0
-    per_class = json.load(open(os.path.join(os.path.dirname(rep), "eval_per_class.json")))
+    per_class = json.load(open(os.path.join(os.path.dirname(rep), "report_per_class.json")))
     assert [r["class"] for r in per_class["per_class"]] == ["cat", "dog", "zebra"]
     assert per_class["images"] == len(split["val"]) == sum(map(sum, per_class["confusion_matrix"]))
-    preds = json.load(open(os.path.join(os.path.dirname(rep), "eval_predictions.json")))
+    preds = json.load(open(os.path.join(os.path.dirname(rep), "report_predictions.json")))
     assert {os.path.relpath(p["path"], os.path.join(own, "train")) for p in preds} == set(split["val"])
     assert all(p["true"] == p["path"].split(os.sep)[-2] and p["top"][0] in ("cat", "dog", "zebra") for p in preds)
-    assert os.path.getsize(os.path.join(os.path.dirname(rep), "eval_confusion_matrix.png")) > 0
+    assert os.path.getsize(os.path.join(os.path.dirname(rep), "report_confusion_matrix.png")) > 0
 
     # Predict with the run's config: class names, not indices.
     run_cfg = os.path.join(out, "config.yaml")

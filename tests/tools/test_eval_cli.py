@@ -4,6 +4,7 @@ flag."""
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -61,8 +62,12 @@ def test_default_report_never_replaces_a_run_report(setup, tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
         said += [ln.split("report: ", 1)[1] for ln in res.stderr.splitlines() if ln.startswith("report: ")]
     assert json.load(open(out / "eval_report.json"))["written_by"] == "the training run"
-    new = sorted(p.name for p in out.iterdir() if p.name != "eval_report.json")
-    assert len(new) == 2 and all(n.startswith("eval_report_") and n.endswith(".json") for n in new), new
+    names = sorted(p.name for p in out.iterdir() if p.name != "eval_report.json")
+    new = [n for n in names if re.fullmatch(r"eval_report_[0-9-]+(_[0-9]+)?\.json", n)]
+    assert len(new) == 2, names
+    for n in new:  # each report's per-class files are named after it, so neither run replaced the other's
+        stem = n[: -len(".json")]
+        assert {f"{stem}_per_class.json", f"{stem}_predictions.json", f"{stem}_confusion_matrix.png"} <= set(names)
     assert sorted(said) == [str(out / n) for n in new]  # each run says where its report went
     assert json.load(open(out / new[0]))["count"] == 10000
 

@@ -36,7 +36,7 @@ from _common import QuietFirstCall, input_shape, model_from_config, quiet_native
 from passl.data import build_dataset, check_classes, imagenet_class_names, imagenet_wnids  # noqa: E402
 from passl.data.loader import build_loader  # noqa: E402
 from passl.engine.evaluator import evaluate  # noqa: E402
-from passl.inference import ExportError, build_predictor, export_model, verify_export  # noqa: E402
+from passl.inference import ExportError, build_predictor, export_model, on_gpu, verify_export  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
@@ -59,8 +59,7 @@ def _backend(cfg, args):
             "--model-dir is an export, run by --backend paddle or onnx; --backend dygraph evaluates --weights"
         )
     if backend == "auto":
-        on_gpu = "gpu" in paddle.device.get_device()
-        backend = "paddle" if args.model_dir or not on_gpu else "dygraph"
+        backend = "paddle" if args.model_dir or not on_gpu() else "dygraph"
     args.backend_used = backend
     if backend == "onnx" and not args.model_dir:
         raise ConfigError("--backend onnx evaluates an ONNX export: pass --model-dir (tools/export_model.py --onnx)")
@@ -81,7 +80,8 @@ def _backend(cfg, args):
     if model_dir is None:
         model_dir = args.tmp_dir = tempfile.mkdtemp(prefix=f"passl_eval_rank{get_rank()}_")
         export_model(model, os.path.join(model_dir, "model"), [1, *shape])
-    predictor = build_predictor(backend, model_dir=model_dir, threads=threads)
+    gpu = {"use_gpu": True} if backend == "paddle" and on_gpu() else {}  # this process's GPU, not GPU 0
+    predictor = build_predictor(backend, model_dir=model_dir, threads=threads, **gpu)
     if backend == "paddle":
         predictor = QuietFirstCall(predictor)  # its first run prints a debug line from C++
     session = getattr(predictor, "session", None)  # ONNX Runtime declares its input shape

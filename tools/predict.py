@@ -32,7 +32,7 @@ from _common import QuietFirstCall, eval_transform_cfgs, input_shape, model_from
 
 from passl.data import build_dataset, build_transforms, imagenet_class_names  # noqa: E402
 from passl.data.datasets.imagenet import IMG_EXTENSIONS, load_image  # noqa: E402
-from passl.inference import BACKENDS, build_predictor  # noqa: E402
+from passl.inference import BACKENDS, build_predictor, on_gpu  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.report import model_class_names  # noqa: E402
@@ -141,7 +141,13 @@ def main(argv=None) -> int:
             predictor = build_predictor("onnx", model_dir=args.model_dir, threads=args.threads)
         else:
             predictor = QuietFirstCall(
-                build_predictor("paddle", model_dir=args.model_dir, threads=args.threads, onednn=not args.no_onednn)
+                build_predictor(
+                    "paddle",
+                    model_dir=args.model_dir,
+                    threads=args.threads,
+                    onednn=not args.no_onednn,
+                    use_gpu=on_gpu(),
+                )
             )
         names = model_class_names(predictor, names, explicit=bool(args.class_names))  # names the model carries
         declared = _declared_shape(predictor)

@@ -22,6 +22,8 @@ from passl.inference.predictors import (
     OnnxPredictor,
     build_predictor,
     model_files,
+    on_gpu,
+    process_gpu_id,
 )
 
 __all__ = [
@@ -39,4 +41,6 @@ __all__ = [
     "ExportMismatch",
     "model_files",
     "BACKENDS",
+    "on_gpu",
+    "process_gpu_id",
 ]

@@ -16,6 +16,8 @@ import paddle.nn as nn
 from passl.registry import ConfigError
 
 __all__ = [
+    "process_gpu_id",
+    "on_gpu",
     "DygraphPredictor",
     "InferencePredictor",
     "OnnxPredictor",
@@ -96,8 +98,24 @@ class DygraphPredictor:
         return self.model(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
 
+def process_gpu_id() -> int:
+    """The GPU this process computes on: Paddle's current device (``gpu:N``), else the launcher's
+    ``FLAGS_selected_gpus``, else 0. Paddle Inference must use it too, not GPU 0 for every process."""
+    device = str(paddle.device.get_device())
+    if device.startswith("gpu:"):
+        return int(device.split(":", 1)[1])
+    selected = os.environ.get("FLAGS_selected_gpus", "").split(",")[0].strip()
+    return int(selected) if selected.isdigit() else 0
+
+
+def on_gpu() -> bool:
+    """Whether this process computes on a GPU (a CUDA build that sees one, and the current device is a GPU)."""
+    return str(paddle.device.get_device()).startswith("gpu")
+
+
 class InferencePredictor:
-    """Paddle Inference on CPU (oneDNN on, ``threads`` math threads) or GPU (``use_gpu``)."""
+    """Paddle Inference on CPU (oneDNN on, ``threads`` math threads) or on this process's GPU (``use_gpu``; the device
+    id from :func:`process_gpu_id`)."""
 
     def __init__(self, model_dir: str, use_gpu: bool = False, threads: int = 2, onednn: bool = True) -> None:
         import paddle.inference as pi
@@ -106,7 +124,7 @@ class InferencePredictor:
         _check_program(prog)
         config = pi.Config(prog, params)
         if use_gpu:
-            config.enable_use_gpu(256, 0)
+            config.enable_use_gpu(256, process_gpu_id())
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(int(threads))

@@ -99,3 +99,13 @@ def test_quiet_native_drops_chatter_and_keeps_real_lines(capfd):
             os.write(2, b"the reason\n")
             raise RuntimeError("boom")
     assert capfd.readouterr().err == "the reason\n"
+
+
+def test_train_prints_our_lines_only(tmp_path):
+    """tools/train.py run directly (one process): our log lines, no glog lines or ccache warning."""
+    out = tmp_path / "run"
+    args = ["tools/train.py", "-c", DEMO, *TINY, "-o", f"output_dir={out}", "-o", "train.max_steps=1"]
+    res = run_tool(args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_quiet(res.stdout + res.stderr, "train")
+    assert "stopped at train.max_steps=1" in res.stdout + res.stderr

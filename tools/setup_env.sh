@@ -23,7 +23,8 @@ fi
 if [ "$WITH_DEV" = 1 ]; then
   "$PY" -m pip install -q -r requirements-dev.txt
 else
-  "$PY" -m pip install -q paddlepaddle==3.2.2
+  # paddle2onnx + onnxruntime: the fastest verified CPU backend of tools/eval.py and predict.py (optional elsewhere)
+  "$PY" -m pip install -q paddlepaddle==3.2.2 paddle2onnx==2.1.0 "onnxruntime>=1.17"
 fi
 "$PY" -m pip install -q -e .
 "$PY" -c "import paddle, passl; print('[setup] paddle', paddle.__version__, '| passl', passl.__version__)" 2>/dev/null

@@ -16,6 +16,7 @@ from passl.registry import ConfigError
 
 __all__ = [
     "CheckpointWriteError",
+    "RefusedCheckpointError",
     "save_atomic",
     "load_checkpoint",
     "latest_checkpoint",
@@ -52,6 +53,11 @@ def save_atomic(obj: Dict[str, Any], path: str) -> None:
             os.remove(tmp)
 
 
+class RefusedCheckpointError(ConfigError):
+    """The file asked the unpickler for something outside the allow-list (it would run code): never skipped or
+    replaced silently, since someone put it there."""
+
+
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """A training checkpoint, read with an allow-list unpickler (plain data only: no file runs code); tensors
     come back as paddle Tensors, as ``paddle.load`` returns them."""
@@ -62,7 +68,7 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     try:
         ckpt = load_paddle(path)
     except UnsafePickleError as e:
-        raise ConfigError(str(e)) from None
+        raise RefusedCheckpointError(str(e)) from None
     except Exception as e:  # a truncated or foreign file
         raise ConfigError(f"{path} is not a readable PASSL checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from passl.engine.checkpoint import load_checkpoint
+from passl.engine.checkpoint import RefusedCheckpointError, load_checkpoint
 from passl.registry import ConfigError
 from passl.utils.config import to_dict
 
@@ -122,11 +122,14 @@ def _candidates(output_dir: str) -> List[str]:
 
 def find_resume_checkpoint(output_dir: str) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
     """The newest intact training checkpoint in ``output_dir`` and its contents, or (None, None). A checkpoint that
-    does not load (truncated by a crash, a foreign file) is skipped with a warning naming the one used instead."""
+    does not load (truncated by a crash, a foreign file) is skipped with a warning naming the one used instead; one
+    that the allow-list refused (it would run code) stops the run, naming it."""
     bad = []
     for path in _candidates(output_dir):
         try:
             ckpt = load_checkpoint(path)
+        except RefusedCheckpointError:
+            raise
         except ConfigError as e:
             bad.append(f"{os.path.basename(path)} ({e})")
             continue

@@ -14,6 +14,7 @@ import yaml
 from passl.engine.checkpoint import RefusedCheckpointError, load_checkpoint
 from passl.registry import ConfigError
 from passl.utils.config import to_dict
+from passl.utils.process import pid_alive
 
 __all__ = [
     "RunFinished",
@@ -59,18 +60,6 @@ class RunFinished(Exception):
     """The output folder holds a run that has done all its steps: nothing to train, nothing to write."""
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temp_files(output_dir: str) -> List[str]:
     """Remove ``NAME.tmp<pid>`` files that a killed process left behind (atomic writes that never got renamed).
     Files of a process that is still alive are kept. Returns the removed names."""
@@ -79,7 +68,7 @@ def clean_stale_temp_files(output_dir: str) -> List[str]:
         return removed
     for name in sorted(os.listdir(output_dir)):
         m = _TMP_RE.search(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             try:
                 os.remove(os.path.join(output_dir, name))
                 removed.append(name)

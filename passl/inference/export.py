@@ -15,6 +15,7 @@ import paddle.nn as nn
 
 from passl.inference.predictors import model_files
 from passl.registry import ConfigError
+from passl.utils.process import pid_alive
 
 __all__ = [
     "export_model",
@@ -157,16 +158,6 @@ def _pid_of(name: str) -> Optional[int]:
     return int(digits) if digits.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def install_export(stage: str, output: str) -> List[str]:
     """Move the files of a verified export from ``stage`` into ``output`` so that ``output`` holds that model only:
     first remove every export file (EXPORT_FILES) the new export does not write, and the staging leftovers of
@@ -183,7 +174,7 @@ def install_export(stage: str, output: str) -> List[str]:
     for name in os.listdir(output):
         path = os.path.join(output, name)
         pid = _pid_of(name)
-        if name.startswith(_LEFTOVER_PREFIXES) and os.path.abspath(path) != here and pid and not _alive(pid):
+        if name.startswith(_LEFTOVER_PREFIXES) and os.path.abspath(path) != here and pid and not pid_alive(pid):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             removed.append(name)
     for name in sorted(new):

@@ -21,6 +21,7 @@ import urllib.request
 from typing import Optional
 
 from passl.registry import ConfigError
+from passl.utils.process import pid_alive
 
 __all__ = ["cache_dir", "download", "is_offline", "record_path", "forget", "clean_partial"]
 
@@ -86,16 +87,6 @@ def forget(path: str) -> None:
             os.remove(p)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_partial(folder: str) -> list:
     """Remove partial downloads in ``folder`` left by processes that died: this host's files whose writer is gone,
     and any host's files untouched for an hour. Returns the removed paths."""
@@ -117,9 +108,7 @@ def clean_partial(folder: str) -> list:
         if not pid.isdigit():
             continue
         try:
-            stale = (phost == host and not _pid_alive(int(pid))) or time.time() - os.path.getmtime(
-                path
-            ) > _STALE_SECONDS
+            stale = (phost == host and not pid_alive(int(pid))) or time.time() - os.path.getmtime(path) > _STALE_SECONDS
             if stale and os.path.isfile(path):
                 os.remove(path)
                 removed.append(path)

@@ -15,26 +15,16 @@ from tests.engine.helpers import ROOT
     not os.path.isfile(os.path.join(DEFAULT_ROOT, "train-images-idx3-ubyte.gz")),
     reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
 )
+def _run_demo(out, env):
+    """The short demo the test runs twice (the second run must reuse the first)."""
+    args = ["tools/demo.py", "--output", str(out), "-o", "train.max_steps=12", "-o", "train.log_interval=4"]
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
 def test_demo_pipeline_short(tmp_path):
     out = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "tools/demo.py",
-            "--output",
-            str(out),
-            "-o",
-            "train.max_steps=12",
-            "-o",
-            "train.log_interval=4",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    res = _run_demo(out, env)
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     report = json.load(open(out / "demo_report.json"))
     # It learnt: 10% is chance on 10 classes, and the training loss fell over the 12 steps.
@@ -71,23 +61,7 @@ def test_demo_pipeline_short(tmp_path):
 
     # A second run reuses the finished demo, says so and how to start afresh, and changes nothing.
     before = {f: (out / f).read_bytes() for f in ("demo_report.json", "config.yaml", "run_info.json", "metrics.jsonl")}
-    again = subprocess.run(
-        [
-            sys.executable,
-            "tools/demo.py",
-            "--output",
-            str(out),
-            "-o",
-            "train.max_steps=12",
-            "-o",
-            "train.log_interval=4",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    again = _run_demo(out, env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "holds a finished demo run" in again.stdout and "--output NEW_DIR" in again.stdout
     assert f"trained in {report['seconds']['train']}s" in again.stdout

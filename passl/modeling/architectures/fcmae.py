@@ -76,6 +76,8 @@ class FCMAE(nn.Layer):
             ``Classification``.
     """
 
+    self_supervised = True  # labels unused: the trainer skips class checks; eval/export/predict refuse its configs
+
     def __init__(
         self,
         architecture: Optional[Mapping[str, Any]] = None,

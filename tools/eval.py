@@ -43,9 +43,9 @@ from passl.engine.evaluator import evaluate  # noqa: E402
 from passl.inference import ExportError, build_predictor, export_model, export_onnx, on_gpu, verify_export  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
-from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
 from passl.utils.report import eval_class_report  # noqa: E402
+from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 
 
 def _weights_given(args) -> bool:

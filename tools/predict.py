@@ -37,8 +37,8 @@ from passl.data.datasets.imagenet import IMG_EXTENSIONS, load_image  # noqa: E40
 from passl.inference import BACKENDS, build_predictor, on_gpu  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
-from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 from passl.utils.report import model_class_names  # noqa: E402
+from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 
 
 def _class_names(cfg, path, num_classes):

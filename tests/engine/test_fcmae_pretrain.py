@@ -4,6 +4,8 @@ a classifier, and its checkpoint starts a V2 classifier's fine-tuning."""
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import paddle
@@ -17,6 +19,8 @@ from passl.registry import ConfigError
 from passl.utils.config import AttrDict, get_config
 from passl.utils.schema import EVAL_ONLY_KEYS, refuse_pretraining_config, validate_config
 from tests.engine.helpers import ROOT
+from tests.engine.test_amp import pretend_accelerator  # noqa: F401 (fixture)
+from tests.engine.test_distributed import _env, _free_port
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
@@ -180,7 +184,11 @@ def test_eval_tool_refuses_a_pretraining_config(tmp_path, capsys):
 def test_pretrained_encoder_starts_a_v2_classifier(tmp_path):
     pre = Trainer(fcmae_cfg(tmp_path / "pre", fashion=False, epochs=1))
     pre.train()
-    enc = {k[len("encoder.") :]: v.numpy() for k, v in pre.model_without_ddp.state_dict().items() if k.startswith("encoder.")}
+    enc = {
+        k[len("encoder.") :]: v.numpy()
+        for k, v in pre.model_without_ddp.state_dict().items()
+        if k.startswith("encoder.")
+    }
 
     cfg = get_config(os.path.join(ROOT, "configs/convnext_v2/convnextv2_atto.yaml"))
     cfg.output_dir = str(tmp_path / "ft")
@@ -205,3 +213,43 @@ def test_pretrained_encoder_starts_a_v2_classifier(tmp_path):
         np.testing.assert_array_equal(got[k], v, err_msg=k)
     ft.train()
     assert ft.state["step"] == 2
+
+
+@pytest.mark.usefixtures("pretend_accelerator")
+@pytest.mark.filterwarnings("ignore:amp_guard can only be enabled", "ignore:AmpScaler can only be enabled")
+def test_float16_loss_scaling_gives_the_float32_update(tmp_path):
+    """Under AMP O1 with the float16 loss scaler really scaling (an accelerator as far as Paddle's checks see), the
+    pre-training update equals the float32 one: the loss leaves forward in float32 and is unscaled before the step."""
+    runs = {}
+    for name, amp in {"fp32": None, "fp16": {"enable": True, "dtype": "float16", "level": "O1"}}.items():
+        cfg = fcmae_cfg(tmp_path / name, fashion=False, epochs=1, max_steps=2)
+        cfg.train.amp = amp or {"enable": False}
+        t = Trainer(cfg)
+        start = _weights(t)
+        t.train()
+        runs[name] = _weights(t)
+        if name == "fp16":
+            assert t.scaler.is_enable() and t.scaler._scale.item() == 65536.0
+    assert max(np.abs(runs["fp32"][k] - start[k]).max() for k in start) > 1e-5
+    for k in start:
+        np.testing.assert_allclose(runs["fp16"][k], runs["fp32"][k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_two_processes_pretrain_in_step(tmp_path):
+    """Two gloo processes through DataParallel: every parameter gets a gradient (no unused parameter), the ranks
+    draw different masks and end with identical weights that moved from the initial ones."""
+    out, logs = tmp_path / "two", tmp_path / "logs"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
+    cmd += ["--master", f"127.0.0.1:{_free_port()}", "--log_dir", str(logs)]
+    cmd += [os.path.join(ROOT, "tests", "engine", "_dist_fcmae.py"), str(out)]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    text = "".join(open(os.path.join(logs, f)).read()[-2000:] for f in os.listdir(logs)) if logs.exists() else ""
+    assert res.returncode == 0, text or res.stderr[-3000:]
+    r0, r1 = np.load(out / "rank0.npz"), np.load(out / "rank1.npz")
+    assert not np.array_equal(r0["mask"], r1["mask"])  # seed + rank: each process masks its own way
+    init = Trainer(fcmae_cfg(tmp_path / "init", fashion=False, epochs=1))
+    start = _weights(init)
+    for k in start:
+        np.testing.assert_array_equal(r0[k], r1[k], err_msg=k)
+    assert all(np.abs(r0[k] - start[k]).max() > 0 for k in start)

@@ -145,7 +145,7 @@ def test_decoder_sees_the_mask_token_at_masked_sites(monkeypatch):
     model = build(cfg)
     randomize(model)
     model.eval()
-    n, grid = 2, size // model.patch_size
+    n = 2
     mask = grid_mask(model, n, size, size, seed=5)
     imgs = paddle.randn([n, 3, size, size])
     with paddle.no_grad():

@@ -85,6 +85,82 @@ def test_masked_pixels_do_not_reach_visible_outputs_bit_for_bit(name):
         assert not bool(paddle.equal_all(visible_values(model.encoder.forward_features(moved, m3), mask), va))
 
 
+def add_noise_at_masked_sites(encoder, mask, grid):
+    """Forward pre-hooks that add large noise at the masked sites of the input of every layer after the stem conv:
+    each block (before its own masking), each per-site layer inside a block (norm, pwconv1, act, GRN, pwconv2),
+    the stem LayerNorm and both layers of each downsampling. A masked value must reach no visible output."""
+    n = int(mask.shape[0])
+    cells = mask.reshape([n, 1, grid, grid])
+
+    def masked_map(h, w, channels_last):
+        m = cells.repeat_interleave(h // grid, axis=2).repeat_interleave(w // grid, axis=3)
+        return m.transpose([0, 2, 3, 1]) if channels_last else m
+
+    def hook(channels_last):
+        def add(layer, inputs):
+            x = inputs[0]
+            h, w = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+            return (x + 10.0 * paddle.randn(x.shape) * masked_map(h, w, channels_last),) + tuple(inputs[1:])
+
+        return add
+
+    handles = [encoder.downsample_layers[0][1].register_forward_pre_hook(hook(False))]
+    for down in list(encoder.downsample_layers)[1:]:
+        handles += [down[0].register_forward_pre_hook(hook(False)), down[1].register_forward_pre_hook(hook(False))]
+    for stage in encoder.stages:
+        for block in stage:
+            handles.append(block.register_forward_pre_hook(hook(False)))
+            for part in (block.norm, block.pwconv1, block.act, block.grn, block.pwconv2):
+                handles.append(part.register_forward_pre_hook(hook(True)))
+    return handles
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_values_at_masked_sites_of_any_layer_do_not_reach_visible_outputs(name):
+    """Stronger than changing masked pixels (which the stem mask erases at once): noise injected at the masked
+    sites of every layer's input leaves every visible output bit for bit unchanged."""
+    cfg, size = ENCODERS[name]
+    model = build(cfg)
+    randomize(model)
+    model.eval()
+    n, grid = 3, size // model.patch_size
+    mask = grid_mask(model, n, size, size, seed=2)
+    imgs = paddle.randn([n, 3, size, size])
+    with paddle.no_grad():
+        clean = model.encoder.forward_features(imgs, mask.reshape([n, grid, grid]))
+        handles = add_noise_at_masked_sites(model.encoder, mask, grid)
+        try:
+            noisy = model.encoder.forward_features(imgs, mask.reshape([n, grid, grid]))
+        finally:
+            for h in handles:
+                h.remove()
+    assert not bool(paddle.equal_all(clean, noisy))  # the noise went in (at masked sites)
+    assert bool(paddle.equal_all(visible_values(clean, mask), visible_values(noisy, mask)))
+
+
+def test_decoder_sees_the_mask_token_at_masked_sites(monkeypatch):
+    """Whatever the encoder leaves at masked sites, the decoder input there is the mask token: the prediction is
+    bit for bit unchanged by noise at the encoder output's masked sites."""
+    cfg, size = ENCODERS["3stage_stem2"]
+    model = build(cfg)
+    randomize(model)
+    model.eval()
+    n = 2
+    mask = grid_mask(model, n, size, size, seed=5)
+    imgs = paddle.randn([n, 3, size, size])
+    with paddle.no_grad():
+        clean = model(imgs, mask=mask, return_all=True)
+        plain = model.encoder.forward_features
+
+        def noisy(x, m=None):
+            out = plain(x, m)
+            return out + 10.0 * paddle.randn(out.shape) * m.unsqueeze(1)
+
+        monkeypatch.setattr(model.encoder, "forward_features", noisy)
+        got = model(imgs, mask=mask, return_all=True)
+    assert bool(paddle.equal_all(clean["pred"], got["pred"])) and bool(paddle.equal_all(clean["loss"], got["loss"]))
+
+
 @pytest.mark.parametrize("name", list(ENCODERS))
 def test_masked_encoder_equals_the_dense_model_on_the_visible_crop(name):
     """The sparse encoder's meaning: with only an aligned rectangle of cells visible, every visible output is what

@@ -50,7 +50,10 @@ class Block(nn.Layer):
     nothing), its output is masked again (a sparse conv has outputs only at active sites) and GRN takes its
     statistics over each sample's visible sites. LayerNorm, the MLP and the residual add are per site, so a visible
     output reads visible inputs only. Masked sites keep values that are never read by a visible site.
-    ``visible=None`` is the plain block, unchanged."""
+    ``visible=None`` is the plain block, unchanged. (The mask after the dwconv, like the one after the stem, changes
+    no visible output -- the next dwconv's input is masked and GRN ignores masked sites; both are kept as in the
+    official JAX code. The input mask and the GRN statistics are the load-bearing parts: tests/modeling/test_fcmae.py
+    fails without either.)"""
 
     def __init__(
         self, dim: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6, use_grn: bool = False

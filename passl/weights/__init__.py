@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
@@ -304,6 +305,8 @@ def load_pretrained(
             f"{', '.join(report.missing[:10])}; pass strict=False to allow it"
             f"{convnext_v2.generation_hint(sd, own)}"
         )
-    model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
+    with warnings.catch_warnings():  # Paddle warns once per tensor not given; the report lists them in one line
+        warnings.filterwarnings("ignore", message="Skip loading for", category=UserWarning)
+        model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
     logger.info(report.summary())
     return report

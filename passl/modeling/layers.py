@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear, fused_patch_conv2d
+from passl.ops import (
+    fused_depthwise_conv2d,
+    fused_gelu,
+    fused_layer_norm,
+    fused_layer_scale_residual,
+    fused_linear,
+    fused_patch_conv2d,
+)
 
 __all__ = [
     "DropPath",
+    "layer_scale_residual",
     "LayerNorm",
     "LayerNorm2d",
     "GELU",
@@ -76,6 +84,23 @@ class DropPath(nn.Layer):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+def layer_scale_residual(
+    shortcut: paddle.Tensor, x: paddle.Tensor, gamma: Optional[paddle.Tensor], drop: nn.Layer
+) -> paddle.Tensor:
+    """The tail of a ConvNeXt block: ``shortcut + drop(gamma * x)`` with x channels-last [N, H, W, C] and shortcut
+    and result [N, C, H, W]. One passl.ops kernel when it applies (layer scale on, stochastic depth inactive);
+    otherwise the pure-Paddle form."""
+    inactive = not isinstance(drop, DropPath) or drop.drop_prob == 0.0 or not drop.training
+    if gamma is not None and inactive:
+        y = fused_layer_scale_residual(shortcut, x, gamma)
+        if y is not None:
+            return y
+    if gamma is not None:
+        x = gamma * x
+    x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+    return shortcut + drop(x)
 
 
 class LayerNorm2d(nn.Layer):

@@ -21,6 +21,7 @@ from passl.modeling.layers import (
     Linear,
     PatchConv2D,
     init_weights_trunc_normal,
+    layer_scale_residual,
 )
 from passl.registry import BACKBONES, ConfigError
 
@@ -72,10 +73,7 @@ class Block(nn.Layer):
         if self.grn is not None:
             x = self.grn(x)
         x = self.pwconv2(x)
-        if self.gamma is not None:
-            x = self.gamma * x
-        x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
-        return shortcut + self.drop_path(x)
+        return layer_scale_residual(shortcut, x, self.gamma, self.drop_path)  # gamma, NHWC -> NCHW, drop path, add
 
 
 @BACKBONES.register

@@ -67,8 +67,7 @@ class Block(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         shortcut = x
         x = self.dwconv(x)
-        x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
-        x = self.norm(x)
+        x = self.norm.forward_nchw(x)  # (N, C, H, W) -> normalized (N, H, W, C)
         x = self.act(self.pwconv1(x))
         if self.grn is not None:
             x = self.grn(x)

@@ -37,6 +37,10 @@ def fused_patch_conv2d(
     ho, wo = h // p, w // q
     if ho == 0 or wo == 0:
         return None
-    patches = ops.passl_patchify(x, p, q)  # one pass instead of patches_reference's strided copies
+    nhwc = x.transpose([0, 2, 3, 1])
+    if not x.is_contiguous() and nhwc.is_contiguous():  # an NCHW view of channels-last data (after LayerNorm2d)
+        patches = ops.passl_patchify(nhwc, p, q, True)  # read it in place: no strided copy either way
+    else:
+        patches = ops.passl_patchify(x, p, q, False)  # one pass instead of patches_reference's strided copies
     y = fused_linear(patches, weight.reshape([o, c * p * q]).transpose([1, 0]), bias)  # (N, Ho, Wo, O)
     return None if y is None else y.transpose([0, 3, 1, 2])  # (N, Ho, Wo, O) -> (N, O, Ho, Wo)

@@ -43,4 +43,6 @@ def fused_patch_conv2d(
     else:
         patches = ops.passl_patchify(x, p, q, False)  # one pass instead of patches_reference's strided copies
     y = fused_linear(patches, weight.reshape([o, c * p * q]).transpose([1, 0]), bias)  # (N, Ho, Wo, O)
-    return None if y is None else y.transpose([0, 3, 1, 2])  # (N, Ho, Wo, O) -> (N, O, Ho, Wo)
+    if y is None:
+        return None
+    return ops.passl_to_nchw(y)  # (N, Ho, Wo, O) -> contiguous (N, O, Ho, Wo): no strided view for the next op

@@ -89,3 +89,17 @@ def test_fused_patch_conv_on_a_channels_first_view_equals_conv2d():
         results.append([y.numpy()] + [t.numpy() for t in paddle.grad(y, xs, g)])
     for a, b in zip(*results):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(b).max(), 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 9, 5), (1, 33, 3, 40)])
+def test_to_nchw_equals_transpose(shape):
+    data = np.random.randn(*shape).astype("float32")  # [N, H, W, C]
+    outs, grads = [], []
+    for fn in (build.load().passl_to_nchw, lambda x: x.transpose([0, 3, 1, 2])):
+        x = paddle.to_tensor(data, stop_gradient=False)
+        y = fn(x)
+        g = paddle.to_tensor(np.arange(y.size, dtype="float32").reshape(y.shape))
+        outs.append(y.numpy())
+        grads.append(paddle.grad(y, x, g)[0].numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(grads[0], grads[1])

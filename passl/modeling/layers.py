@@ -10,10 +10,19 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from passl.ops import fused_depthwise_conv2d, fused_gelu, fused_layer_norm, fused_linear, fused_patch_conv2d
+from passl.ops import (
+    fused_depthwise_conv2d,
+    fused_gelu,
+    fused_layer_norm,
+    fused_layer_norm_cf,
+    fused_layer_scale_residual,
+    fused_linear,
+    fused_patch_conv2d,
+)
 
 __all__ = [
     "DropPath",
+    "layer_scale_residual",
     "LayerNorm",
     "LayerNorm2d",
     "GELU",
@@ -78,6 +87,23 @@ class DropPath(nn.Layer):
         return f"drop_prob={self.drop_prob}"
 
 
+def layer_scale_residual(
+    shortcut: paddle.Tensor, x: paddle.Tensor, gamma: Optional[paddle.Tensor], drop: nn.Layer
+) -> paddle.Tensor:
+    """The tail of a ConvNeXt block: ``shortcut + drop(gamma * x)`` with x channels-last [N, H, W, C] and shortcut
+    and result [N, C, H, W]. One passl.ops kernel when it applies (layer scale on, stochastic depth inactive);
+    otherwise the pure-Paddle form."""
+    inactive = not isinstance(drop, DropPath) or drop.drop_prob == 0.0 or not drop.training
+    if gamma is not None and inactive:
+        y = fused_layer_scale_residual(shortcut, x, gamma)
+        if y is not None:
+            return y
+    if gamma is not None:
+        x = gamma * x
+    x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+    return shortcut + drop(x)
+
+
 class LayerNorm2d(nn.Layer):
     """LayerNorm over the channel axis of an NCHW tensor ("channels_first" in the official code).
 
@@ -96,8 +122,10 @@ class LayerNorm2d(nn.Layer):
         )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
-        y = fused_layer_norm(x, self.weight, self.bias, self.eps)  # passl.ops kernel; None when PASSL_OPS says no
+        y = fused_layer_norm_cf(x, self.weight, self.bias, self.eps)  # passl.ops: reads NCHW, writes NHWC
+        if y is None:
+            x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
+            y = fused_layer_norm(x, self.weight, self.bias, self.eps)
         if y is None:
             y = F.layer_norm(x, [self.num_channels], self.weight, self.bias, self.eps)
         return y.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
@@ -152,6 +180,15 @@ class LayerNorm(nn.LayerNorm):
             if y is not None:
                 return y
         return super().forward(x)
+
+    def forward_nchw(self, x: paddle.Tensor) -> paddle.Tensor:
+        """x [N, C, H, W] -> this LayerNorm over C, channels-last [N, H, W, C]: one passl.ops kernel (the transpose
+        fused) when it applies, else transpose + :meth:`forward`."""
+        if len(self._normalized_shape) == 1:
+            y = fused_layer_norm_cf(x, self.weight, self.bias, self._epsilon)
+            if y is not None:
+                return y
+        return self.forward(x.transpose([0, 2, 3, 1]))  # (N, C, H, W) -> (N, H, W, C)
 
 
 class Linear(nn.Linear):

@@ -4,8 +4,9 @@ See :mod:`passl.ops.switch` for the switch and :mod:`passl.ops.build` for the bu
 """
 
 from passl.ops.dwconv import depthwise_conv2d, depthwise_conv2d_reference, fused_depthwise_conv2d
-from passl.ops.norm_act import fused_gelu, fused_layer_norm, fused_linear
+from passl.ops.norm_act import fused_gelu, fused_layer_norm, fused_layer_norm_cf, fused_linear
 from passl.ops.patch_conv import fused_patch_conv2d
+from passl.ops.residual import fused_layer_scale_residual
 from passl.ops.switch import get_ops, kernels_for, set_ops
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "depthwise_conv2d_reference",
     "fused_depthwise_conv2d",
     "fused_gelu",
+    "fused_layer_scale_residual",
     "fused_layer_norm",
+    "fused_layer_norm_cf",
     "fused_linear",
     "fused_patch_conv2d",
     "get_ops",

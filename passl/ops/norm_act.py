@@ -8,7 +8,7 @@ import paddle
 
 from passl.ops.switch import kernels_for
 
-__all__ = ["fused_layer_norm", "fused_gelu", "fused_linear"]
+__all__ = ["fused_layer_norm", "fused_layer_norm_cf", "fused_gelu", "fused_linear"]
 
 
 def fused_layer_norm(
@@ -21,6 +21,21 @@ def fused_layer_norm(
     if ops is None or weight.dtype != paddle.float32 or bias.dtype != paddle.float32:
         return None
     return ops.passl_layer_norm(x, weight, bias, float(eps))[0]
+
+
+def fused_layer_norm_cf(
+    x: paddle.Tensor, weight: Optional[paddle.Tensor], bias: Optional[paddle.Tensor], eps: float
+) -> Optional[paddle.Tensor]:
+    """LayerNorm over the channels of x [N, C, H, W], returned channels-last [N, H, W, C] (the transpose fused), or
+    ``None`` when the kernel does not apply."""
+    if weight is None or bias is None or x.ndim != 4:
+        return None
+    ops = kernels_for(x)
+    if ops is None or not hasattr(ops, "passl_layer_norm_cf"):
+        return None
+    if weight.dtype != paddle.float32 or bias.dtype != paddle.float32:
+        return None
+    return ops.passl_layer_norm_cf(x, weight, bias, float(eps))[0]
 
 
 def fused_gelu(x: paddle.Tensor) -> Optional[paddle.Tensor]:

@@ -21,6 +21,7 @@ from passl.modeling.layers import (
     Linear,
     PatchConv2D,
     init_weights_trunc_normal,
+    layer_scale_residual,
 )
 from passl.registry import BACKBONES, ConfigError
 
@@ -80,16 +81,12 @@ class Block(nn.Layer):
             x = self.dwconv(x * visible) * visible
         else:
             x = self.dwconv(x)
-        x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
-        x = self.norm(x)
+        x = self.norm.forward_nchw(x)  # (N, C, H, W) -> normalized (N, H, W, C)
         x = self.act(self.pwconv1(x))
         if self.grn is not None:
             x = self.grn(x, None if visible is None else visible.transpose([0, 2, 3, 1]))
         x = self.pwconv2(x)
-        if self.gamma is not None:
-            x = self.gamma * x
-        x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
-        return shortcut + self.drop_path(x)
+        return layer_scale_residual(shortcut, x, self.gamma, self.drop_path)  # gamma, NHWC -> NCHW, drop path, add
 
 
 @BACKBONES.register

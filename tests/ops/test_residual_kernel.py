@@ -1,0 +1,86 @@
+"""The fused block tail (``passl_residual``: layer scale, channels-last -> channels-first, residual add) equals the
+pure-Paddle form in value and every gradient (1e-5 relative to the largest magnitude) at odd sizes and batch 1, and
+a ConvNeXt block gives the same output and gradients with it as without it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import paddle
+import pytest
+
+from passl import ops
+from passl.modeling.backbones.convnext import Block
+from passl.modeling.layers import DropPath, layer_scale_residual
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
+
+
+@pytest.fixture(autouse=True)
+def _ops_auto():
+    ops.set_ops("auto")
+    yield
+    ops.set_ops(None)
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _reference(shortcut, branch, gamma):
+    return shortcut + (gamma * branch).transpose([0, 3, 1, 2])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 5, 7, 7), (1, 7, 13, 11), (3, 4, 1, 1), (2, 24, 17, 23)])
+def test_residual_kernel_equals_paddle(shape):
+    n, c, h, w = shape
+    data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
+    grad = paddle.randn([n, c, h, w])
+    results = []
+    for fn in (ops.fused_layer_scale_residual, _reference):
+        xs = [paddle.to_tensor(d.astype("float32"), stop_gradient=False) for d in data]
+        out = fn(*xs)
+        assert out is not None, "the fused kernel did not run"
+        results.append([out.numpy()] + [g.numpy() for g in paddle.grad(out, xs, grad)])
+    errs = [_rel(a, b) for a, b in zip(*results)]
+    assert max(errs) < 1e-5, errs
+
+
+def test_residual_kernel_off_and_non_cpu_float32_fall_back():
+    s, b, g = paddle.randn([1, 3, 2, 2]), paddle.randn([1, 2, 2, 3]), paddle.randn([3])
+    assert ops.fused_layer_scale_residual(s.astype("float64"), b, g) is None
+    ops.set_ops("off")
+    assert ops.fused_layer_scale_residual(s, b, g) is None
+    y = layer_scale_residual(s, b, g, paddle.nn.Identity())  # the pure-Paddle form
+    np.testing.assert_allclose(y.numpy(), _reference(s, b, g).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim,hw,n", [(24, 14, 2), (13, 5, 1)])
+def test_block_same_with_and_without_the_fused_tail(dim, hw, n):
+    paddle.seed(1)
+    block = Block(dim, layer_scale_init_value=0.5)
+    x0 = np.random.randn(n, dim, hw, hw).astype("float32")
+    grad = paddle.randn([n, dim, hw, hw])
+    results = []
+    for mode in ("auto", "off"):
+        ops.set_ops(mode)
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        out = block(x)
+        params = [block.gamma, block.pwconv2.weight, block.dwconv.weight]
+        grads = paddle.grad(out, [x] + params, grad)
+        results.append([out.numpy()] + [g.numpy() for g in grads])
+    errs = [_rel(a, b) for a, b in zip(*results)]
+    assert max(errs) < 1e-5, errs
+
+
+def test_active_drop_path_keeps_the_pure_paddle_form():
+    s, b, g = paddle.randn([4, 3, 2, 2]), paddle.randn([4, 2, 2, 3]), paddle.randn([3])
+    drop = DropPath(0.5)
+    drop.train()
+    paddle.seed(3)
+    y = layer_scale_residual(s, b, g, drop)
+    paddle.seed(3)
+    ref = s + drop((g * b).transpose([0, 3, 1, 2]))
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)

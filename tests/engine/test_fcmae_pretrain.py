@@ -12,7 +12,7 @@ import paddle
 import pytest
 from PIL import Image
 
-from passl.engine.hooks import Hook, default_hooks
+from passl.engine.hooks import default_hooks
 from passl.engine.trainer import Trainer, TrainingInterrupted
 from passl.engine.visualize import GREY, normalize_stats, reconstruction_grid
 from passl.registry import ConfigError
@@ -21,6 +21,7 @@ from passl.utils.schema import EVAL_ONLY_KEYS, refuse_pretraining_config, valida
 from tests.engine.helpers import ROOT
 from tests.engine.test_amp import pretend_accelerator  # noqa: F401 (fixture)
 from tests.engine.test_distributed import _env, _free_port
+from tests.engine.test_interrupt import _SignalAt
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
@@ -63,15 +64,6 @@ def _assert_same(a, b):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
-class _SignalAt(Hook):
-    def __init__(self, step, sig):
-        self.step, self.sig = step, sig
-
-    def after_step(self, trainer):
-        if trainer.state["step"] == self.step:
-            os.kill(os.getpid(), self.sig)
 
 
 def _vdl_losses(out):

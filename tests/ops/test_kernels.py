@@ -4,8 +4,6 @@ gradients either way."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -13,25 +11,14 @@ import pytest
 
 from passl import ops
 from passl.ops import build
+from tests.ops._common import needs_compiler, ops_auto, rel  # noqa: F401 (ops_auto: a fixture)
 
 # Only a machine without a C++ compiler may skip: where g++ exists the kernels must build (a failure fails here).
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
+pytestmark = [needs_compiler, pytest.mark.usefixtures("ops_auto")]
 
 
 def test_kernels_build_where_a_compiler_exists():
     assert build.load() is not None, "passl.ops kernels did not build: see the passl.ops warning line"
-
-
-@pytest.fixture(autouse=True)
-def _ops_auto():
-    ops.set_ops("auto")
-    yield
-    ops.set_ops(None)
-
-
-def _rel(a: paddle.Tensor, b: paddle.Tensor) -> float:
-    a, b = a.numpy().astype("float64"), b.numpy().astype("float64")
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def _compare(fused, reference, inputs, out_shape=None):
@@ -46,7 +33,7 @@ def _compare(fused, reference, inputs, out_shape=None):
             grad = paddle.randn(out.shape)
         grads = paddle.grad(out, xs, grad)
         results.append([out] + list(grads))
-    return [_rel(a, b) for a, b in zip(*results)]
+    return [rel(a, b) for a, b in zip(*results)]
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 5, 7, 7), (1, 7, 13, 11), (3, 4, 1, 1), (2, 16, 17, 23)])

@@ -5,8 +5,6 @@ with the switch on and off."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -14,20 +12,9 @@ import pytest
 
 from passl import ops
 from passl.modeling.layers import LayerNorm, LayerNorm2d
+from tests.ops._common import needs_compiler, ops_auto, rel  # noqa: F401 (ops_auto: a fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
-
-
-@pytest.fixture(autouse=True)
-def _ops_auto():
-    ops.set_ops("auto")
-    yield
-    ops.set_ops(None)
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+pytestmark = [needs_compiler, pytest.mark.usefixtures("ops_auto")]
 
 
 def _run(fn, data, grad):
@@ -44,7 +31,7 @@ def test_layer_norm_cf_equals_paddle(shape):
     grad = paddle.randn([n, h, w, c])
     fused = _run(lambda x, wt, b: ops.fused_layer_norm_cf(x, wt, b, 1e-6), data, grad)
     ref = _run(lambda x, wt, b: F.layer_norm(x.transpose([0, 2, 3, 1]), [c], wt, b, 1e-6), data, grad)
-    errs = [_rel(a, b) for a, b in zip(fused, ref)]
+    errs = [rel(a, b) for a, b in zip(fused, ref)]
     assert max(errs) < 1e-5, errs
 
 
@@ -64,5 +51,5 @@ def test_layers_same_with_the_switch_on_and_off(layer_cls):
         out = fn(x)
         g = paddle.to_tensor(np.random.RandomState(0).randn(*out.shape).astype("float32"))
         results.append([out.numpy()] + [t.numpy() for t in paddle.grad(out, [x, layer.weight, layer.bias], g)])
-    errs = [_rel(a, b) for a, b in zip(*results)]
+    errs = [rel(a, b) for a, b in zip(*results)]
     assert max(errs) < 1e-5, errs

@@ -4,8 +4,6 @@ form (slice + reshape + transpose) in value and gradient at odd sizes (remainder
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -14,15 +12,9 @@ import pytest
 from passl import ops
 from passl.ops import build
 from passl.ops.patch_conv import patches_reference
+from tests.ops._common import needs_compiler, ops_auto, rel  # noqa: F401 (ops_auto: a fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
-
-
-@pytest.fixture(autouse=True)
-def _ops_auto():
-    ops.set_ops("auto")
-    yield
-    ops.set_ops(None)
+pytestmark = [needs_compiler, pytest.mark.usefixtures("ops_auto")]
 
 
 @pytest.mark.parametrize("shape,p,q", [((1, 1, 28, 28), 2, 2), ((2, 3, 7, 9), 2, 2), ((1, 5, 13, 11), 4, 3)])

@@ -4,8 +4,6 @@ a ConvNeXt block gives the same output and gradients with it as without it."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import paddle
 import pytest
@@ -13,20 +11,9 @@ import pytest
 from passl import ops
 from passl.modeling.backbones.convnext import Block
 from passl.modeling.layers import DropPath, layer_scale_residual
+from tests.ops._common import needs_compiler, ops_auto, rel  # noqa: F401 (ops_auto: a fixture)
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++: passl.ops runs its pure-Paddle fallbacks")
-
-
-@pytest.fixture(autouse=True)
-def _ops_auto():
-    ops.set_ops("auto")
-    yield
-    ops.set_ops(None)
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+pytestmark = [needs_compiler, pytest.mark.usefixtures("ops_auto")]
 
 
 def _reference(shortcut, branch, gamma):
@@ -44,7 +31,7 @@ def test_residual_kernel_equals_paddle(shape):
         out = fn(*xs)
         assert out is not None, "the fused kernel did not run"
         results.append([out.numpy()] + [g.numpy() for g in paddle.grad(out, xs, grad)])
-    errs = [_rel(a, b) for a, b in zip(*results)]
+    errs = [rel(a, b) for a, b in zip(*results)]
     assert max(errs) < 1e-5, errs
 
 
@@ -71,7 +58,7 @@ def test_block_same_with_and_without_the_fused_tail(dim, hw, n):
         params = [block.gamma, block.pwconv2.weight, block.dwconv.weight]
         grads = paddle.grad(out, [x] + params, grad)
         results.append([out.numpy()] + [g.numpy() for g in grads])
-    errs = [_rel(a, b) for a, b in zip(*results)]
+    errs = [rel(a, b) for a, b in zip(*results)]
     assert max(errs) < 1e-5, errs
 
 

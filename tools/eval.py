@@ -45,6 +45,7 @@ from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.dist import get_rank, get_world_size, init_distributed, is_main_process  # noqa: E402
 from passl.utils.report import eval_class_report  # noqa: E402
+from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 
 
 def _weights_given(args) -> bool:
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
     args.tmp_dir = None
     try:
         cfg = get_config(args.config, args.override)
+        refuse_pretraining_config(cfg, "eval.py")
         with quiet_native():  # init_parallel_env prints Paddle's "Modified FLAGS" banner
             init_distributed()
         if not cfg.get("data", {}).get("val"):

@@ -32,6 +32,7 @@ from passl.inference import (  # noqa: E402
 )
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
+from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 
 
 def _export_onnx(model, args, shape, stage) -> str:
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     try:
         _output_folder(args.output)
         cfg = get_config(args.config, args.override)
+        refuse_pretraining_config(cfg, "export_model.py")
         model = model_from_config(cfg, args.weights, use_ema=args.ema or None)
         shape = (4, *input_shape(cfg))
         # Export into a staging folder and move the files into --output only once they are verified, so a refused

@@ -38,6 +38,7 @@ from passl.inference import BACKENDS, build_predictor, on_gpu  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
 from passl.utils.report import model_class_names  # noqa: E402
+from passl.utils.schema import refuse_pretraining_config  # noqa: E402
 
 
 def _class_names(cfg, path, num_classes):
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
         if args.topk < 1 or args.batch_size < 1:
             raise ConfigError(f"--topk and --batch-size must be at least 1, got {args.topk} and {args.batch_size}")
         cfg = get_config(args.config, args.override)
+        refuse_pretraining_config(cfg, "predict.py")
         names = _class_names(cfg, args.class_names, int(cfg.model.head.get("num_classes") or 0))
         files = _images(args.inputs)
         prep = _Preprocess(cfg)

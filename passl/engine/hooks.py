@@ -32,6 +32,7 @@ __all__ = [
     "CheckpointHook",
     "VisualDLHook",
     "StopOnSignalHook",
+    "ReconstructionHook",
 ]
 
 logger = logging.getLogger("passl.train")
@@ -385,6 +386,33 @@ class VisualDLHook(Hook):
 
 
 @HOOKS.register
+class ReconstructionHook(Hook):
+    """``train.recon_png: {interval: N, num_images: K}`` for masked-image-modelling models (FCMAE): every N epochs
+    (and after the last) rank 0 writes ``recon_epoch_E.png`` to the output folder: K training images, their masked
+    inputs and the reconstructions, the same images and masks each time (passl/engine/visualize.py)."""
+
+    def __init__(self, interval: int = 1, num_images: int = 8) -> None:
+        self.interval, self.num_images = max(int(interval), 1), max(int(num_images), 1)
+
+    def after_epoch(self, trainer) -> None:
+        epoch = trainer.state["epoch"] + 1
+        if not is_main_process() or (epoch % self.interval and epoch != trainer.epochs):
+            return
+        from passl.engine.visualize import write_reconstruction_png
+
+        path = os.path.join(trainer.output_dir, f"recon_epoch_{epoch}.png")
+        write_reconstruction_png(
+            trainer.model_without_ddp,
+            trainer.train_loader.dataset,
+            path,
+            self.num_images,
+            seed=trainer.seed,
+            transforms=trainer.cfg.data.train.get("transforms"),
+        )
+        logger.info(f"reconstructions of {self.num_images} training images: {path}")
+
+
+@HOOKS.register
 class StopOnSignalHook(Hook):
     """SIGINT (Ctrl-C) and SIGTERM (pre-emption, the launcher stopping its workers) ask the run to stop: the trainer
     tells every process at the next step boundary, each finishes that optimizer step, CheckpointHook saves
@@ -431,6 +459,8 @@ def default_hooks(train_cfg: Dict[str, Any]) -> List[Hook]:
     """The standard hook list from the ``train`` section (order matters: eval before checkpoint)."""
     hooks: List[Hook] = [LrSchedulerHook(), EMAHook(), LoggerHook(train_cfg.get("log_interval", 10))]
     hooks.append(EvalHook(train_cfg.get("eval_interval", 1)))
+    if train_cfg.get("recon_png"):
+        hooks.append(ReconstructionHook(**dict(train_cfg["recon_png"])))
     if train_cfg.get("visualdl", False):
         hooks.append(VisualDLHook(train_cfg.get("log_interval", 10)))
     hooks.append(

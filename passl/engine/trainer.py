@@ -193,8 +193,11 @@ class Trainer:
                     drop_head=bool(cfg.model.get("drop_head", False)),
                     use_ema=bool(cfg.model.get("pretrained_ema", False)),
                 )
-        check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
-        self.class_names = list(train_ds.classes) if getattr(train_ds, "classes", None) is not None else None
+        self.pretraining = bool(getattr(self.model_without_ddp, "self_supervised", False))  # labels unused (FCMAE)
+        if not self.pretraining:
+            check_classes(self.model_without_ddp, train_ds, self.val_loader.dataset if self.val_loader else None)
+        names = getattr(train_ds, "classes", None)
+        self.class_names = list(names) if names is not None and not self.pretraining else None
         ocfg = dict(cfg.optimizer)
         lr = float(ocfg.get("lr", 1e-3))
         self.lr_scheduler = build_lr_scheduler(cfg.lr_scheduler, lr, self.epochs, self.steps_per_epoch)

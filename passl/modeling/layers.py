@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -114,6 +114,10 @@ class GRN(nn.Layer):
     and ``beta`` have shape [C] and start at zero, so the layer starts as the identity. The statistics are computed
     in float32 under half precision (a sum of squares over H x W overflows float16), and a channel that is zero
     everywhere gets a zero gradient (as torch's norm gives) instead of the NaN of sqrt at 0.
+
+    ``forward(x, mask)``: ``mask`` is a *visible* map (N, H, W, 1), 1 = visible site, 0 = masked (FCMAE's masked
+    encoder): the statistics are taken over each sample's visible sites only (the per-sample masked GRN of the
+    official JAX code), so masked sites never change a visible output; the output formula is unchanged.
     """
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
@@ -122,8 +126,10 @@ class GRN(nn.Layer):
         self.gamma = self.create_parameter([dim], default_initializer=nn.initializer.Constant(0.0))
         self.beta = self.create_parameter([dim], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, mask: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         xf = x if x.dtype == paddle.float32 else x.astype("float32")
+        if mask is not None:  # statistics over the visible sites only
+            xf = xf * (mask if mask.dtype == xf.dtype else mask.astype(xf.dtype))
         sq = paddle.sum(xf * xf, axis=[1, 2], keepdim=True)  # (N, 1, 1, C)
         nonzero = sq > 0
         gx = paddle.where(nonzero, paddle.sqrt(paddle.where(nonzero, sq, paddle.ones_like(sq))), sq)

@@ -429,7 +429,19 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
             "pretrained": Str(null=True),
             "pretrained_ema": Bool(),
             "drop_head": Bool(),
-        }
+        },
+        "FCMAE": {  # self-supervised pre-training (passl/modeling/architectures/fcmae.py): no head, no loss key
+            "architecture": Component("backbone", null=True),
+            "backbone": Component("backbone", null=True, alias=True),
+            "patch_size": Int(min=1, null=True),  # null: the encoder's total stride
+            "mask_ratio": Float(min=0, max=1, min_open=True, max_open=True),
+            "decoder_embed_dim": Int(min=1),
+            "decoder_depth": Int(min=0),
+            "norm_pix_loss": Bool(),
+            "pretrained": Str(null=True),
+            "pretrained_ema": Bool(),
+            "drop_head": Bool(),
+        },
     },
     "backbone": {
         "ConvNeXt": {
@@ -639,6 +651,7 @@ SCHEMA = Section(
                 "visualdl": Bool(),
                 "auto_resume": Bool(),
                 "device": Str(null=True),
+                "recon_png": Section({"interval": Int(min=1), "num_images": Int(min=1, max=64)}, null=True),
             },
             null=True,
         ),
@@ -660,6 +673,55 @@ def validate_config(cfg: Mapping[str, Any], require: Sequence[str] = ()) -> None
             parent = dotted.rsplit(".", 1)[0] if "." in dotted else "the top level"
             raise ConfigError(f"config key '{dotted}' is missing (in {parent}); it is required here")
     SCHEMA.check(cfg, "")
+    check_pretraining_keys(cfg)
+
+
+# Keys that only mean something for a classifier (evaluation, labels, export): a pre-training config refuses them.
+EVAL_ONLY_KEYS = ("data.val", "data.mixup", "train.eval_interval", "export")
+
+
+def is_pretraining(cfg: Mapping[str, Any]) -> bool:
+    """True when ``model.name`` is a self-supervised pre-training architecture (its class sets
+    ``self_supervised = True``: FCMAE)."""
+    model = cfg.get("model") if isinstance(cfg, Mapping) else None
+    name = model.get("name", "Classification") if isinstance(model, Mapping) else None
+    reg = _registry("architecture")
+    return isinstance(name, str) and name in reg and bool(getattr(reg.get(name), "self_supervised", False))
+
+
+def check_pretraining_keys(cfg: Mapping[str, Any]) -> None:
+    """A pre-training config has no evaluation and no labels: refuse the keys that would suggest otherwise, and
+    ``train.recon_png`` (reconstruction pictures) on a model that cannot reconstruct."""
+    pretraining = is_pretraining(cfg)
+    if pretraining:
+        for dotted in EVAL_ONLY_KEYS:
+            node: Any = cfg
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, Mapping) else None
+            if node is not None:
+                raise ConfigError(
+                    f"config key '{dotted}' is for training or evaluating a classifier, but model.name "
+                    f"{cfg['model'].get('name')} is self-supervised pre-training (no labels, no evaluation): remove "
+                    f"it. To evaluate, fine-tune the pre-trained encoder with a classification config "
+                    f"(model.pretrained: <run>/last.pdparams; see docs/self_supervised.md)"
+                )
+    train = cfg.get("train")
+    if not pretraining and isinstance(train, Mapping) and train.get("recon_png"):
+        raise ConfigError(
+            "config key 'train.recon_png' draws reconstructions of a masked-image model (model.name: FCMAE); "
+            f"model.name {(cfg.get('model') or {}).get('name', 'Classification')} does not reconstruct: remove it"
+        )
+
+
+def refuse_pretraining_config(cfg: Mapping[str, Any], tool: str) -> None:
+    """Tools that need a classifier (eval, export, predict) stop with one line on a pre-training config."""
+    if is_pretraining(cfg):
+        raise ConfigError(
+            f"{tool}: this is a pre-training config (model.name {cfg['model'].get('name')}): it trains an encoder "
+            f"and has no classifier to evaluate, export or run. Fine-tune it first with a classification config "
+            f"(e.g. configs/convnext_v2/convnextv2_tiny.yaml -o model.pretrained=<run>/last.pdparams), then use "
+            f"that config (docs/self_supervised.md)"
+        )
 
 
 def schema_items() -> List[Tuple[str, Spec]]:

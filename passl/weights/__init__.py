@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
@@ -57,6 +58,13 @@ class LoadReport:
     skipped_head: List[str] = field(default_factory=list)
     left_at_init: List[str] = field(default_factory=list)  # not in encoder-only (FCMAE) weights: final norm, head
 
+    def _left_at_init_note(self) -> str:
+        if not self.left_at_init:
+            return ""
+        if all(convnext_v2.is_decoder_key(k) for k in self.left_at_init):
+            return f"; encoder-only weights: the FCMAE decoder is left at init (pre-training trains it) {len(self.left_at_init)}"
+        return f"; encoder-only FCMAE weights: left at init (fine-tune them) {len(self.left_at_init)}"
+
     def summary(self) -> str:
         def few(keys):
             return f": {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}" if keys else ""
@@ -65,8 +73,7 @@ class LoadReport:
             f"{self.source} ({self.format} layout): loaded {len(self.loaded)} tensors; missing "
             f"{len(self.missing)}{few(self.missing)}; unexpected {len(self.unexpected)}{few(self.unexpected)}"
             f"{f'; classifier not loaded ({len(self.skipped_head)} tensors)' if self.skipped_head else ''}"
-            f"{f'; encoder-only FCMAE weights: left at init (fine-tune them) {len(self.left_at_init)}' if self.left_at_init else ''}"
-            f"{few(self.left_at_init)}"
+            f"{self._left_at_init_note()}{few(self.left_at_init)}"
         )
 
 
@@ -245,11 +252,20 @@ def load_pretrained(
     sd = to_passl(raw, torch_layout)
     fcmae_encoder = convnext_v2.is_fcmae_encoder(sd)
     own = model.state_dict()
-    bare_backbone = not any(k.startswith("backbone.") for k in own)
+    # An FCMAE model (encoder.* + decoder): the backbone weights go to its encoder, the decoder keeps its names.
+    fcmae_model = any(k.startswith("encoder.") for k in own) and any(convnext_v2.is_decoder_key(k) for k in own)
+    bare_backbone = not fcmae_model and not any(k.startswith("backbone.") for k in own)
     report = LoadReport(source, fmt)
     if bare_backbone:
         report.skipped_head = [k for k in sd if _is_head(k)]
         sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    elif fcmae_model:
+        report.skipped_head = [k for k in sd if _is_head(k)]
+        sd = {
+            ("encoder." + k[len("backbone.") :] if k.startswith("backbone.") else k): v
+            for k, v in sd.items()
+            if not _is_head(k)
+        }
     new_state = {}
     for name, value in sd.items():
         if name not in own:
@@ -276,7 +292,11 @@ def load_pretrained(
             f"checkpoint of this model"
         )
     report.missing = [k for k in own if k not in new_state and not (drop_head and _is_head(k))]
-    if fcmae_encoder:
+    if fcmae_model and not any(convnext_v2.is_decoder_key(k) for k in sd):
+        # encoder-only weights (the released *_fcmae.pt, a classifier's backbone): the decoder stays at its init
+        report.left_at_init = [k for k in own if k not in new_state and convnext_v2.is_decoder_key(k)]
+        report.missing = [k for k in report.missing if k not in report.left_at_init]
+    elif fcmae_encoder and not fcmae_model:
         report.left_at_init = [k for k in own if k not in new_state and convnext_v2.left_at_init(k)]
         report.missing = [k for k in report.missing if k not in report.left_at_init]
     if strict and report.missing:
@@ -285,6 +305,8 @@ def load_pretrained(
             f"{', '.join(report.missing[:10])}; pass strict=False to allow it"
             f"{convnext_v2.generation_hint(sd, own)}"
         )
-    model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
+    with warnings.catch_warnings():  # Paddle warns once per tensor not given; the report lists them in one line
+        warnings.filterwarnings("ignore", message="Skip loading for", category=UserWarning)
+        model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
     logger.info(report.summary())
     return report

@@ -7,6 +7,8 @@
   prefix, sparse convolutions as ``kernel`` tensors of shape (k*k, in, out) or (k*k, C) for depthwise ones,
   ``ln``/``linear`` wrapper modules in the path, biases and GRN parameters of shape (1, C), plus the dense decoder
   (``mask_token``, ``proj``, ``decoder``, ``pred``). Remapped as the repository's ``remap_checkpoint_keys`` does.
+- ``passl_fcmae``: our own FCMAE model's state dict (``passl.modeling.architectures.FCMAE``, what the trainer saves
+  when pre-training): ``encoder.`` + the official dense names in Paddle shapes, no final norm, plus the decoder.
 - ``hf``: Hugging Face transformers ``ConvNextV2ForImageClassification`` / ``ConvNextV2Model`` (and V1's
   ``ConvNext*``, same names plus ``layer_scale_parameter``): ``embeddings``, ``encoder.stages.N.layers.M``,
   ``downsampling_layer``, ``layernorm``, ``grn.weight``/``grn.bias`` (1, 1, 1, 4C), ``classifier``.
@@ -36,7 +38,7 @@ __all__ = [
     "generation_hint",
 ]
 
-LAYOUTS = ("hf", "fcmae_minkowski")
+LAYOUTS = ("hf", "fcmae_minkowski", "passl_fcmae")
 _DECODER = ("mask_token", "proj.", "decoder.", "pred.")  # the FCMAE decoder side, dropped by official fine-tuning
 _GRN = re.compile(r"\.grn\.(gamma|beta)$")
 
@@ -56,10 +58,11 @@ _HF = [
 
 
 def detect(keys: Iterable[str]) -> Optional[str]:
-    """``hf`` or ``fcmae_minkowski`` when ``keys`` are in one of those layouts, else None."""
+    """``hf``, ``fcmae_minkowski`` or ``passl_fcmae`` when ``keys`` are in one of those layouts, else None."""
     keys = list(keys)
     if any(k.startswith("encoder.downsample_layers.") for k in keys):
-        return "fcmae_minkowski"
+        sparse = any(k.startswith("encoder.") and k.endswith(".kernel") for k in keys)
+        return "fcmae_minkowski" if sparse else "passl_fcmae"
     if any(re.match(_P + r"embeddings\.patch_embeddings\.", k) for k in keys):
         return "hf"
     return None
@@ -85,7 +88,8 @@ def _minkowski_kernel(key: str, v: np.ndarray) -> np.ndarray:
 
 
 def to_official(sd: Mapping[str, np.ndarray], layout: str) -> Dict[str, np.ndarray]:
-    """Remap an ``hf`` or ``fcmae_minkowski`` state dict to the official dense names and PyTorch shapes."""
+    """Remap an ``hf``, ``fcmae_minkowski`` or ``passl_fcmae`` state dict to the official dense names (and, but for
+    ``passl_fcmae``, whose tensors keep Paddle's shapes, PyTorch shapes); the FCMAE decoder keeps its names."""
     out: Dict[str, np.ndarray] = {}
     for k, v in sd.items():
         if layout == "hf":

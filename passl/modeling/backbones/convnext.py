@@ -43,7 +43,17 @@ CONVNEXT_ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
 class Block(nn.Layer):
     """dwconv 7x7 -> LayerNorm -> Linear(C, 4C) -> GELU -> Linear(4C, C) -> gamma -> DropPath -> + input.
 
-    ``use_grn`` inserts GRN(4C) after the GELU (the ConvNeXt V2 block, used with ``layer_scale_init_value=0``)."""
+    ``use_grn`` inserts GRN(4C) after the GELU (the ConvNeXt V2 block, used with ``layer_scale_init_value=0``).
+
+    ``forward(x, visible)`` with a visible map (N, 1, H, W) (1 = visible site, 0 = masked) is the dense form of the
+    sparse block of FCMAE pre-training: the input is masked before the depthwise conv (masked neighbours contribute
+    nothing), its output is masked again (a sparse conv has outputs only at active sites) and GRN takes its
+    statistics over each sample's visible sites. LayerNorm, the MLP and the residual add are per site, so a visible
+    output reads visible inputs only. Masked sites keep values that are never read by a visible site.
+    ``visible=None`` is the plain block, unchanged. (The mask after the dwconv, like the one after the stem, changes
+    no visible output -- the next dwconv's input is masked and GRN ignores masked sites; both are kept as in the
+    official JAX code. The input mask and the GRN statistics are the load-bearing parts: tests/modeling/test_fcmae.py
+    fails without either.)"""
 
     def __init__(
         self, dim: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6, use_grn: bool = False
@@ -63,14 +73,18 @@ class Block(nn.Layer):
             self.gamma = None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, visible: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         shortcut = x
-        x = self.dwconv(x)
+        if visible is not None:
+            visible = visible if visible.dtype == x.dtype else visible.astype(x.dtype)
+            x = self.dwconv(x * visible) * visible
+        else:
+            x = self.dwconv(x)
         x = x.transpose([0, 2, 3, 1])  # (N, C, H, W) -> (N, H, W, C)
         x = self.norm(x)
         x = self.act(self.pwconv1(x))
         if self.grn is not None:
-            x = self.grn(x)
+            x = self.grn(x, None if visible is None else visible.transpose([0, 2, 3, 1]))
         x = self.pwconv2(x)
         if self.gamma is not None:
             x = self.gamma * x
@@ -203,11 +217,54 @@ class ConvNeXt(nn.Layer):
             return 12
         return 13
 
-    def forward_features(self, x: paddle.Tensor) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
-        """Stage outputs: the last feature map, or the ``out_indices`` maps (normalized) when set."""
+    def forward_features(
+        self, x: paddle.Tensor, mask: Optional[paddle.Tensor] = None
+    ) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
+        """Stage outputs: the last feature map, or the ``out_indices`` maps (normalized) when set.
+
+        ``mask`` (N, h, w), 1 = masked, runs the masked encoder of FCMAE pre-training (dense, equal to the sparse
+        one on every visible site): the mask is upsampled (nearest) to each stage's grid, the stem output is
+        multiplied by the visible map and every block runs masked (see ``Block``). Each stage's grid must be a
+        multiple of (h, w), so that mask cells align with the 2x2 downsampling windows. Values at masked sites of
+        the output are meaningless. ``mask=None`` is the plain forward, unchanged."""
+        if mask is not None:
+            return self._forward_features_masked(x, mask)
         outs = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = stage(down(x))
+            if self.out_indices is not None and i in self.out_indices:
+                outs.append(self.out_norms[self.out_indices.index(i)](x))
+        return tuple(outs) if self.out_indices is not None else x
+
+    def _forward_features_masked(
+        self, x: paddle.Tensor, mask: paddle.Tensor
+    ) -> Union[paddle.Tensor, Tuple[paddle.Tensor, ...]]:
+        if mask.ndim != 3 or int(mask.shape[0]) != int(x.shape[0]):
+            raise ConfigError(
+                f"{type(self).__name__}.forward_features: mask must have shape (N, h, w) with N = {x.shape[0]} "
+                f"(the batch), got {list(mask.shape)}"
+            )
+        grid_h, grid_w = int(mask.shape[1]), int(mask.shape[2])
+        visible = (1.0 - mask.astype("float32")).unsqueeze(1)  # (N, 1, h, w), 1 = visible
+        outs = []
+        for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
+            x = down(x)
+            h, w = int(x.shape[2]), int(x.shape[3])
+            if h % grid_h or w % grid_w:
+                raise ConfigError(
+                    f"{type(self).__name__}: stage {i} grid {h}x{w} is not a multiple of the mask grid "
+                    f"{grid_h}x{grid_w}; the mask cell must cover whole last-stage cells"
+                )
+            vis = visible
+            if h != grid_h:
+                vis = vis.repeat_interleave(h // grid_h, axis=2)
+            if w != grid_w:
+                vis = vis.repeat_interleave(w // grid_w, axis=3)
+            vis = vis if vis.dtype == x.dtype else vis.astype(x.dtype)
+            if i == 0:
+                x = x * vis  # after the stem: masked patches are removed (sparse: not active)
+            for block in stage:
+                x = block(x, vis)
             if self.out_indices is not None and i in self.out_indices:
                 outs.append(self.out_norms[self.out_indices.index(i)](x))
         return tuple(outs) if self.out_indices is not None else x

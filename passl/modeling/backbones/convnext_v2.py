@@ -31,6 +31,9 @@ class ConvNeXtV2(ConvNeXt):
     ``CONVNEXT_V2_ARCHS`` (atto .. huge). Layer-wise lr decay defaults to the official V2 rule "single" (one id per
     block); ``optimizer.layer_decay_type: group`` selects the 12-group rule of V1 (the official one for base and
     large).
+
+    ``forward_features(x, mask)`` with a (N, h, w) mask (1 = masked) is the masked encoder of FCMAE pre-training
+    (``passl.modeling.architectures.FCMAE``; see ``ConvNeXt.forward_features`` and ``Block``).
     """
 
     archs = CONVNEXT_V2_ARCHS

@@ -53,9 +53,11 @@ FINETUNE = {
 ARMS = ("scratch", "fcmae")
 # Each arm's lr per label fraction, chosen on the held-out validation split (docs/self_supervised.md gives the
 # validation top-1 of every lr tried); None keeps the config's lr.
+# Measured at 1% labels, 100 epochs, after a 2-epoch pre-training (validation top-1 on the 5,000 held-out images):
+# scratch 2e-3 77.76, 4e-3 77.78 (the config's lr); FCMAE 2e-3 79.16, 1e-3 79.44. The 10% runs use the same lrs.
 ARM_LR = {
-    "1pct": {"scratch": None, "fcmae": None},
-    "10pct": {"scratch": None, "fcmae": None},
+    "1pct": {"scratch": None, "fcmae": 1.0e-3},
+    "10pct": {"scratch": None, "fcmae": 1.0e-3},
 }
 # --quick: the same pipeline on a few hundred images, one epoch each (a smoke test, not a measurement).
 QUICK = {
@@ -251,21 +253,27 @@ def main(argv=None) -> int:
 
 
 def table(report: dict) -> str:
-    n_test = {f: a["scratch"]["test"]["images"] for f, a in report["results"].items()}
+    """The result as a Markdown table: test top-1 of both arms per label fraction, the gain, and the held-out
+    validation top-1 and lr of each arm."""
+    first = next(iter(report["results"].values()))
+    pre = report["pretrain"]
     lines = [
         "",
-        f"FCMAE on Fashion-MNIST: test top-1 (%) of the last weights, {next(iter(n_test.values()))} test images",
-        "labels        | from scratch | FCMAE fine-tuned | gain (points) | val top-1 scratch / FCMAE",
-        "------------- | ------------ | ---------------- | ------------- | -------------------------",
+        f"FCMAE on Fashion-MNIST: test top-1 (%) of the last weights on {first['scratch']['test']['images']} test "
+        f"images; FCMAE pre-trained {pre['epochs']} epochs (final loss {pre['last_loss']})",
+        "",
+        "| labels | from scratch | FCMAE fine-tuned | gain (points) | epochs | val top-1 scratch / FCMAE | lr scratch / FCMAE |",
+        "|---|---|---|---|---|---|---|",
     ]
     for frac, arms in report["results"].items():
         s, f = arms["scratch"], arms["fcmae"]
         n = report["subsets"][frac]["images"]
         lines.append(
-            f"{frac:>5} ({n:>5}) | {s['test']['top1']:>12.2f} | {f['test']['top1']:>16.2f} | "
-            f"{report['gain_points'][frac]:>+13.2f} | {s['val_top1']} / {f['val_top1']}"
+            f"| {frac} ({n} images) | {s['test']['top1']:.2f} | {f['test']['top1']:.2f} | "
+            f"{report['gain_points'][frac]:+.2f} | {s['epochs']} | {s['val_top1']} / {f['val_top1']} | "
+            f"{s['lr']:g} / {f['lr']:g} |"
         )
-    lines.append(f"wall time {report['wall_seconds']:.0f} s; results {report.get('reconstruction_png') or ''}")
+    lines += ["", f"wall time {report['wall_seconds']:.0f} s; reconstructions: {report.get('reconstruction_png')}"]
     return "\n".join(lines)
 
 

@@ -51,7 +51,8 @@ def test_config_builds_its_model_and_runs_a_forward_pass(path):
             cfg.model.head.in_channels = 128
     if cfg.model.get("name") == "FCMAE":  # pre-training: the forward pass returns the loss on a random mask
         model = build_model(cfg.model)
-        chans, stride = int(arch.get("in_chans", 3)), int(arch.get("patch_size", 4)) * 8
+        stages = len(arch.get("dims") or (0, 0, 0, 0))  # an arch name: four stages
+        chans, stride = int(arch.get("in_chans", 3)), int(arch.get("patch_size", 4)) * 2 ** (stages - 1)
         assert cfg.model.patch_size in (None, stride)
         out = model(paddle.randn([2, chans, 2 * stride, 2 * stride]), return_all=True)
         assert out["loss"].shape == [] and bool(paddle.isfinite(out["loss"]))

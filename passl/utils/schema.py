@@ -494,7 +494,15 @@ COMPONENT_ARGS: Dict[str, Dict[str, Dict[str, Spec]]] = {
         "ImageList": {
             **_image_dataset_args(list_file=Str(required=True), skip_as=Str(["substitute", "ignore"])),
         },
-        "FashionMNIST": {"root": Str(), "split": Str(["train", "test"]), "mode": Str(["L", "RGB"])},
+        "FashionMNIST": {
+            "root": Str(),
+            "split": Str(["train", "holdout", "test"]),
+            "mode": Str(["L", "RGB"]),
+            "holdout_per_class": Int(min=0),
+            "holdout_seed": Int(min=0),
+            "subset_per_class": Int(min=1, null=True),
+            "subset_seed": Int(min=0),
+        },
         "SyntheticImages": {
             "num_samples": Int(min=1),
             "image_size": Int(min=1),

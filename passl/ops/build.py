@@ -76,11 +76,14 @@ def _key() -> str:
     h.update(" ".join(CFLAGS + LDFLAGS).encode())
     h.update(paddle.__version__.encode())
     h.update(_cpu_flags().encode())  # -march=native: a cache shared between machines must not mix CPUs
+    # Paddle's build records the sources' absolute paths and rebuilds when they differ: two checkouts of the same
+    # sources (worktrees, a clone beside an install) would keep invalidating one shared build, so each gets its own.
+    h.update(_HERE.encode())
     return h.hexdigest()[:16]
 
 
 def cache_dir() -> str:
-    """The build directory for this source hash and Paddle version."""
+    """The build directory for this source hash, source folder and Paddle version."""
     root = os.environ.get("PASSL_OPS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "passl", "ops")
     return os.path.join(root, f"{_NAME}-{paddle.__version__}-{_key()}")
 

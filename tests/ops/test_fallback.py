@@ -53,3 +53,11 @@ def test_no_compiler_is_a_build_failure(tmp_path, monkeypatch):
     monkeypatch.setenv("PASSL_OPS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(build, "_state", {})
     assert build.load() is None
+
+
+def test_two_checkouts_of_the_same_sources_build_into_separate_caches(monkeypatch):
+    """Paddle's build records absolute source paths and rebuilds when they change, so two checkouts (worktrees, a
+    clone beside an install) sharing one cache folder rebuilt each other's kernels on every start."""
+    here = build.cache_dir()
+    monkeypatch.setattr(build, "_HERE", "/elsewhere/passl/ops")
+    assert build.cache_dir() != here

@@ -12,10 +12,12 @@ from PIL import Image
 
 from passl.data import build_transforms
 from passl.utils.config import get_config
+from passl.utils.schema import is_pretraining
 from tests.tools.tool_helpers import DEMO, ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
-CONFIGS = [c for c in CONFIGS if "_base_" not in c.split(os.sep)]
+# Pre-training configs (FCMAE) have no evaluation: eval, export and predict refuse them (test_fcmae_pretrain.py).
+CONFIGS = [c for c in CONFIGS if "_base_" not in c.split(os.sep) and not is_pretraining(get_config(c))]
 
 
 def _common():

@@ -44,6 +44,7 @@ from demo import _train  # noqa: E402
 from passl.engine.resume import finished_run  # noqa: E402
 from passl.registry import ConfigError  # noqa: E402
 from passl.utils.config import get_config  # noqa: E402
+from passl.weights.download import file_sha256  # noqa: E402
 
 PRETRAIN = "configs/fcmae/fashion_mnist_pretrain.yaml"
 FINETUNE = {
@@ -86,14 +87,6 @@ def _atomic_json(path: str, obj) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
     os.replace(tmp, path)
-
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _metrics(run: str):
@@ -144,7 +137,7 @@ def test_top1(rec: dict, test_per_class) -> dict:
 
     weights = os.path.join(rec["run"], "last.pdparams")
     cache = os.path.join(rec["run"], "test_eval.json")
-    digest = _digest(weights)
+    digest = file_sha256(weights)
     if os.path.isfile(cache):
         with open(cache) as f:
             saved = json.load(f)

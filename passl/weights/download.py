@@ -44,7 +44,8 @@ def is_offline(offline: Optional[bool] = None) -> bool:
     return os.environ.get("PASSL_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -124,7 +125,7 @@ def _check_cached(dst: str, sha256: Optional[str]) -> None:
     rec = _read_record(dst)
     expected = sha256.lower() if sha256 else (rec["sha256"] if rec else None)
     if expected is None:  # put there by hand (offline) or by an older version: trust it now, check it from now on
-        digest = _sha256(dst)
+        digest = file_sha256(dst)
         _write_record(dst, "", os.path.getsize(dst), digest)
         logger.info(
             "no checksum for %s: recorded its sha256 %s in %s (trust on first use)", dst, digest, record_path(dst)
@@ -134,7 +135,7 @@ def _check_cached(dst: str, sha256: Optional[str]) -> None:
     if rec and not sha256 and size != rec["size"]:
         got = f"size {size} B (recorded {rec['size']} B)"
     else:
-        got = _sha256(dst)
+        got = file_sha256(dst)
         if got == expected:
             return
         got = f"sha256 {got}"

@@ -11,7 +11,20 @@ from passl.modeling.backbones import build_backbone
 from passl.modeling.heads import build_head, build_loss
 from passl.registry import ARCHITECTURES, ConfigError
 
-__all__ = ["Classification"]
+__all__ = ["Classification", "backbone_config"]
+
+
+def backbone_config(
+    architecture: Optional[Mapping[str, Any]], backbone: Optional[Mapping[str, Any]], what: str = "backbone"
+) -> Mapping[str, Any]:
+    """The backbone config given as ``model.architecture`` or its PASSL v1 spelling ``model.backbone`` (one of the
+    two); ``what`` names it in the errors."""
+    if architecture is not None and backbone is not None:
+        raise ConfigError(f"model: give the {what} config as 'architecture' or 'backbone', not both")
+    arch_cfg = architecture if architecture is not None else backbone
+    if arch_cfg is None:
+        raise ConfigError(f"model: the 'architecture' key (the {what} config) is missing")
+    return arch_cfg
 
 
 @ARCHITECTURES.register
@@ -33,11 +46,7 @@ class Classification(nn.Layer):
         drop_head: bool = False,
     ) -> None:
         super().__init__()
-        if architecture is not None and backbone is not None:
-            raise ConfigError("model: give the backbone config as 'architecture' or 'backbone', not both")
-        arch_cfg = architecture if architecture is not None else backbone
-        if arch_cfg is None:
-            raise ConfigError("model: the 'architecture' key (the backbone config) is missing")
+        arch_cfg = backbone_config(architecture, backbone)
         if head is None:
             raise ConfigError("model: the 'head' key is missing")
         self.backbone = build_backbone(arch_cfg)

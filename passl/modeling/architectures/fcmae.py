@@ -26,6 +26,7 @@ from typing import Any, Dict, Mapping, Optional
 import paddle
 import paddle.nn as nn
 
+from passl.modeling.architectures.classification import backbone_config
 from passl.modeling.backbones import build_backbone
 from passl.modeling.backbones.convnext import Block, ConvNeXt
 from passl.modeling.layers import init_weights_trunc_normal
@@ -92,12 +93,7 @@ class FCMAE(nn.Layer):
         backbone: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__()
-        if architecture is not None and backbone is not None:
-            raise ConfigError("model: give the encoder config as 'architecture' or 'backbone', not both")
-        arch_cfg = architecture if architecture is not None else backbone
-        if arch_cfg is None:
-            raise ConfigError("model: the 'architecture' key (the FCMAE encoder's backbone config) is missing")
-        arch_cfg = dict(arch_cfg)
+        arch_cfg = dict(backbone_config(architecture, backbone, what="FCMAE encoder's backbone"))
         arch_cfg.setdefault("name", "ConvNeXtV2")
         if arch_cfg.get("out_indices") is not None:
             raise ConfigError("model.architecture.out_indices must be null for FCMAE (the encoder feeds the decoder)")

@@ -19,6 +19,7 @@ __all__ = ["main"]
 
 def _build(config: str, batch: int):
     from passl.modeling import build_model
+    from passl.modeling.heads.losses import SoftTargetCrossEntropy
     from passl.solver.lr import build_lr_scheduler
     from passl.solver.optim import build_optimizer
     from passl.utils.config import get_config
@@ -26,11 +27,15 @@ def _build(config: str, batch: int):
     cfg = get_config(config)
     model = build_model(cfg.model)
     model.train()
-    opt = build_optimizer(cfg.optimizer, model, build_lr_scheduler(cfg.lr_scheduler, cfg.optimizer.lr, 1, 100))
+    opt = build_optimizer(
+        cfg.optimizer, model, build_lr_scheduler(cfg.lr_scheduler, cfg.optimizer.lr, int(cfg.train.epochs), 100)
+    )
     size = int(cfg.get("export", {}).get("image_size", 224))
     chans = int(cfg.model.architecture.get("in_chans", 3))
     x = paddle.randn([batch, chans, size, size])
     y = paddle.randint(0, int(cfg.model.head.num_classes), [batch])
+    if isinstance(getattr(model, "loss_fn", None), SoftTargetCrossEntropy):  # mixup recipes train on soft targets
+        y = paddle.nn.functional.one_hot(y, int(cfg.model.head.num_classes))
     return model, opt, x, y
 
 

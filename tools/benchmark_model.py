@@ -173,6 +173,8 @@ def _timm_runner(spec: dict, mode: str, batch: int, size: int, device: str, amp:
 def worker(args) -> int:
     """Build one contender, warm it up, then answer each "run" line on stdin with the seconds of --iters steps."""
     spec = _model_spec(args)
+    if args.drop_path is not None:
+        spec["drop_path_rate"] = args.drop_path
     batch = args.train_batch if args.mode == "train" else args.batch
     if args.backend == "timm":
         run = _timm_runner(spec, args.mode, batch, args.size, args.device, args.amp, args.threads)
@@ -252,6 +254,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="inference batch (default 16)")
     p.add_argument("--train-batch", type=int, default=8, help="training batch (default 8)")
     p.add_argument("--size", type=int, default=224, help="input height = width (default 224)")
+    p.add_argument(
+        "--drop-path",
+        type=float,
+        default=None,
+        help="stochastic depth rate for training, both sides (default: the config's, 0 for --arch)",
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--amp", action="store_true", help="autocast: float16 on GPU, bfloat16 on CPU, both sides")
     p.add_argument("--modes", default="infer,train", help="comma list of infer, train (default both)")
@@ -305,6 +313,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             str(args.threads),
         ]
         + (["--amp"] if args.amp else [])
+        + ([] if args.drop_path is None else ["--drop-path", str(args.drop_path)])
     )
     plan = [(b, m) for m in modes for b in backends if not (m == "train" and b in ("paddle", "onnx"))]
     skipped: Dict[str, str] = {}
@@ -346,6 +355,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     what = args.config or f"ConvNeXt-{args.arch}"
     print(
         f"{what}, {args.size}x{args.size}, {args.device}, amp {'on' if args.amp else 'off'}, "
+        f"train drop path {args.drop_path if args.drop_path is not None else _model_spec(args)['drop_path_rate']}, "
         f"{args.threads} threads per contender, best of {args.rounds} alternating rounds x {args.iters} steps, "
         f"PASSL_OPS={os.environ.get('PASSL_OPS', 'auto')}"
     )

@@ -18,6 +18,7 @@ from passl.ops import (
     fused_layer_scale_residual,
     fused_linear,
     fused_patch_conv2d,
+    kernels_for,
 )
 
 __all__ = [
@@ -62,15 +63,19 @@ def init_weights_trunc_normal(layer: nn.Layer, std: float = 0.02) -> None:
             zeros_(layer.bias)
 
 
+def _keep_mask(x: paddle.Tensor, keep: float) -> paddle.Tensor:
+    """Stochastic depth's per-sample keep mask [N, 1, ...] of 0/1 in float32 (one draw of Paddle's generator)."""
+    shape = [x.shape[0]] + [1] * (x.ndim - 1)
+    # drawn in float32 whatever x's dtype: in bfloat16 (spacing 2^-7 near 1) keep + rand rounds, shifting the keep rate
+    return paddle.floor(keep + paddle.rand(shape, dtype="float32"))
+
+
 def drop_path(x: paddle.Tensor, drop_prob: float = 0.0, training: bool = False) -> paddle.Tensor:
     """Stochastic depth per sample: zero whole residual branches with probability ``drop_prob``, rescale the rest."""
     if drop_prob == 0.0 or not training:
         return x
     keep = 1.0 - drop_prob
-    shape = [x.shape[0]] + [1] * (x.ndim - 1)
-    # drawn in float32 whatever x's dtype: in bfloat16 (spacing 2^-7 near 1) keep + rand rounds, shifting the keep rate
-    mask = paddle.floor(keep + paddle.rand(shape, dtype="float32"))
-    return x / keep * mask.astype(x.dtype)
+    return x / keep * _keep_mask(x, keep).astype(x.dtype)
 
 
 class DropPath(nn.Layer):
@@ -91,16 +96,22 @@ def layer_scale_residual(
     shortcut: paddle.Tensor, x: paddle.Tensor, gamma: Optional[paddle.Tensor], drop: nn.Layer
 ) -> paddle.Tensor:
     """The tail of a ConvNeXt block: ``shortcut + drop(gamma * x)`` with x channels-last [N, H, W, C] and shortcut
-    and result [N, C, H, W]. One passl.ops kernel when it applies (layer scale on, stochastic depth inactive);
-    otherwise the pure-Paddle form."""
-    inactive = not isinstance(drop, DropPath) or drop.drop_prob == 0.0 or not drop.training
-    if gamma is not None and inactive:
-        y = fused_layer_scale_residual(shortcut, x, gamma)
+    and result [N, C, H, W]. One passl.ops kernel on float32 CPU tensors (with or without layer scale, with an
+    active DropPath too: its mask is drawn here exactly as drop_path draws it); otherwise the pure-Paddle form."""
+    active = isinstance(drop, DropPath) and drop.drop_prob > 0.0 and drop.training
+    keep = 1.0 - drop.drop_prob if active else 1.0
+    mask = _keep_mask(x, keep) if active else None  # drawn once, whichever form runs
+    if kernels_for(shortcut) is not None and x.ndim == 4:
+        g = gamma if gamma is not None else paddle.ones([x.shape[-1]], dtype=x.dtype)  # ConvNeXt V2: no layer scale
+        scale = None if mask is None else mask.reshape([-1]) * (1.0 / keep)
+        y = fused_layer_scale_residual(shortcut, x, g, scale)
         if y is not None:
             return y
     if gamma is not None:
         x = gamma * x
     x = x.transpose([0, 3, 1, 2])  # (N, H, W, C) -> (N, C, H, W)
+    if mask is not None:
+        return shortcut + x / keep * mask.astype(x.dtype)
     return shortcut + drop(x)
 
 

@@ -18,7 +18,7 @@ def test_tiny_arch_infer_and_train_rows_with_csv(tmp_path):
     out_csv = tmp_path / "bench.csv"
     cmd = [sys.executable, TOOL, "--arch", "atto", "--size", "32", "--batch", "2", "--train-batch", "2",
            "--rounds", "2", "--iters", "1", "--warmup", "1", "--threads", "1", "--backends", backends,
-           "--csv", str(out_csv)]  # fmt: skip
+           "--drop-path", "0.3", "--csv", str(out_csv)]  # fmt: skip
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = list(csv.DictReader(open(out_csv)))
@@ -32,6 +32,7 @@ def test_tiny_arch_infer_and_train_rows_with_csv(tmp_path):
             if r["backend"] == "timm":
                 assert abs(float(r["vs_timm"]) - 1.0) < 1e-9
     assert "| train | dygraph " in res.stdout and "vs timm" in res.stdout
+    assert "train drop path 0.3," in res.stdout
 
 
 def test_unknown_backend_is_a_clear_error():

@@ -62,12 +62,63 @@ def test_block_same_with_and_without_the_fused_tail(dim, hw, n):
     assert max(errs) < 1e-5, errs
 
 
-def test_active_drop_path_keeps_the_pure_paddle_form():
-    s, b, g = paddle.randn([4, 3, 2, 2]), paddle.randn([4, 2, 2, 3]), paddle.randn([3])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 9), (4, 5, 7, 7), (3, 24, 17, 23)])
+def test_residual_drop_kernel_equals_paddle(shape):
+    """Stochastic depth's per-sample factor (0 or 1 / keep) inside the kernel: value and every gradient."""
+    n, c, h, w = shape
+    data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
+    scale = paddle.to_tensor(np.where(np.arange(n) % 2, 0.0, 1.0 / 0.7).astype("float32"))
+    grad = paddle.randn([n, c, h, w])
+    results = []
+    for fn in (
+        lambda s, b, g: ops.fused_layer_scale_residual(s, b, g, scale),
+        lambda s, b, g: s + (g * b).transpose([0, 3, 1, 2]) * scale.reshape([-1, 1, 1, 1]),
+    ):
+        xs = [paddle.to_tensor(d.astype("float32"), stop_gradient=False) for d in data]
+        out = fn(*xs)
+        assert out is not None, "the fused kernel did not run"
+        results.append([out.numpy()] + [g.numpy() for g in paddle.grad(out, xs, grad)])
+    errs = [rel(a, b) for a, b in zip(*results)]
+    assert max(errs) < 1e-5, errs
+
+
+def _tail_runs(monkeypatch):
+    """Count the fused tail's runs that carried a drop-path factor."""
+    import passl.modeling.layers as layers
+
+    calls = []
+    real = layers.fused_layer_scale_residual
+
+    def spy(shortcut, branch, gamma, scale=None):
+        y = real(shortcut, branch, gamma, scale)
+        calls.append((scale is not None, y is not None))
+        return y
+
+    monkeypatch.setattr(layers, "fused_layer_scale_residual", spy)
+    return calls
+
+
+@pytest.mark.parametrize("with_gamma", [True, False])
+def test_active_drop_path_runs_fused_and_equals_the_pure_paddle_form(monkeypatch, with_gamma):
+    """Same seed -> the same mask, output and gradients with the kernel (auto) and without it (off); some samples are
+    really dropped (their output is the shortcut); without layer scale (ConvNeXt V2) the kernel runs too."""
+    calls = _tail_runs(monkeypatch)
+    n, c, h, w = 8, 6, 3, 5
+    data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
+    grad = paddle.randn([n, c, h, w])
     drop = DropPath(0.5)
     drop.train()
-    paddle.seed(3)
-    y = layer_scale_residual(s, b, g, drop)
-    paddle.seed(3)
-    ref = s + drop((g * b).transpose([0, 3, 1, 2]))
-    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    results = []
+    for mode in ("auto", "off"):
+        ops.set_ops(mode)
+        xs = [paddle.to_tensor(d.astype("float32"), stop_gradient=False) for d in data]
+        paddle.seed(3)
+        y = layer_scale_residual(xs[0], xs[1], xs[2] if with_gamma else None, drop)
+        wrt = xs if with_gamma else xs[:2]
+        results.append([y.numpy()] + [g.numpy() for g in paddle.grad(y, wrt, grad)])
+    assert calls == [(True, True)], calls
+    errs = [rel(a, b) for a, b in zip(*results)]
+    assert max(errs) < 1e-5, errs
+    dropped = [k for k in range(n) if np.array_equal(results[0][0][k], data[0][k].astype("float32"))]
+    assert 0 < len(dropped) < n, dropped
+    assert not results[0][2][dropped].any(), "a dropped sample's branch got a gradient"

@@ -1,5 +1,7 @@
 // The tail of a ConvNeXt block in one pass: out[n, c, h, w] = shortcut[n, c, h, w] + gamma[c] * branch[n, h, w, c]
-// (layer scale, the channels-last -> channels-first transpose and the residual add), with its backward. In Paddle's
+// (layer scale, the channels-last -> channels-first transpose and the residual add), with its backward;
+// passl_residual_drop also takes stochastic depth's per-sample factor (in Paddle's ops a scale, a broadcast multiply
+// and their gradient nodes: about 40% of a ConvNeXt-T training step at drop path 0.1). In Paddle's
 // own ops this was a multiply, a strided transpose view, an add and their gradient nodes (the gamma gradient a
 // broadcast reduction): about a fifth of the demo's training step. Samples run in parallel; the gamma gradient is
 // summed per thread in double, then across threads.
@@ -24,10 +26,9 @@ void check_inputs(const paddle::Tensor& shortcut, const paddle::Tensor& branch, 
   PD_CHECK(gamma.numel() == s[1], "passl_residual: gamma must have C elements");
 }
 
-}  // namespace
-
-std::vector<paddle::Tensor> ResidualForward(const paddle::Tensor& shortcut, const paddle::Tensor& branch,
-                                            const paddle::Tensor& gamma) {
+// scale: nullptr, or one multiplier per sample (stochastic depth: 0 for a dropped branch, 1 / keep otherwise)
+paddle::Tensor residual_forward(const paddle::Tensor& shortcut, const paddle::Tensor& branch,
+                                const paddle::Tensor& gamma, const float* scale) {
   check_inputs(shortcut, branch, gamma);
   const int64_t n = shortcut.shape()[0], c = shortcut.shape()[1];
   const int64_t hw = shortcut.shape()[2] * shortcut.shape()[3];
@@ -39,18 +40,23 @@ std::vector<paddle::Tensor> ResidualForward(const paddle::Tensor& shortcut, cons
 #pragma omp parallel for schedule(static) if (worth_threads(n * c * hw))
   for (int64_t s = 0; s < n; ++s) {
     const float* bs = bd + s * hw * c;
+    const float k = scale ? scale[s] : 1.0f;
     for (int64_t ch = 0; ch < c; ++ch) {
       const float g = gd[ch];
       const float* sr = sd + (s * c + ch) * hw;
       float* o = od + (s * c + ch) * hw;
-      for (int64_t p = 0; p < hw; ++p) o[p] = sr[p] + g * bs[p * c + ch];
+      if (!scale) {
+        for (int64_t p = 0; p < hw; ++p) o[p] = sr[p] + g * bs[p * c + ch];
+      } else {
+        for (int64_t p = 0; p < hw; ++p) o[p] = sr[p] + (g * bs[p * c + ch]) * k;
+      }
     }
   }
-  return {out};
+  return out;
 }
 
-std::vector<paddle::Tensor> ResidualBackward(const paddle::Tensor& branch, const paddle::Tensor& gamma,
-                                             const paddle::Tensor& grad_out) {
+std::vector<paddle::Tensor> residual_backward(const paddle::Tensor& branch, const paddle::Tensor& gamma,
+                                              const paddle::Tensor& grad_out, const float* scale) {
   const int64_t n = grad_out.shape()[0], c = grad_out.shape()[1];
   const int64_t hw = grad_out.shape()[2] * grad_out.shape()[3];
   auto gs = paddle::empty(grad_out.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
@@ -72,13 +78,22 @@ std::vector<paddle::Tensor> ResidualBackward(const paddle::Tensor& branch, const
     for (int64_t s = 0; s < n; ++s) {
       const float* bs = bd + s * hw * c;
       float* gb = gbd + s * hw * c;
+      const float k = scale ? scale[s] : 1.0f;
       for (int64_t ch = 0; ch < c; ++ch) {
         const float g = gd[ch];
         const float* gr = go + (s * c + ch) * hw;
         float part = 0.0f;  // one sample's channel: at most H x W terms
-        for (int64_t p = 0; p < hw; ++p) {
-          gb[p * c + ch] = g * gr[p];
-          part += gr[p] * bs[p * c + ch];
+        if (!scale) {
+          for (int64_t p = 0; p < hw; ++p) {
+            gb[p * c + ch] = g * gr[p];
+            part += gr[p] * bs[p * c + ch];
+          }
+        } else {
+          for (int64_t p = 0; p < hw; ++p) {
+            const float gk = gr[p] * k;  // the gradient reaching gamma * branch
+            gb[p * c + ch] = g * gk;
+            part += gk * bs[p * c + ch];
+          }
         }
         acc[ch] += part;
       }
@@ -91,6 +106,34 @@ std::vector<paddle::Tensor> ResidualBackward(const paddle::Tensor& branch, const
     ggd[ch] = static_cast<float>(v);
   }
   return {gs, gbr, gga};
+}
+
+const float* checked_scale(const paddle::Tensor& scale, const paddle::Tensor& shortcut) {
+  PD_CHECK(scale.is_cpu() && scale.dtype() == paddle::DataType::FLOAT32 && scale.numel() == shortcut.shape()[0],
+           "passl_residual_drop: scale must be N float32 values on the CPU");
+  return scale.data<float>();
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> ResidualForward(const paddle::Tensor& shortcut, const paddle::Tensor& branch,
+                                            const paddle::Tensor& gamma) {
+  return {residual_forward(shortcut, branch, gamma, nullptr)};
+}
+
+std::vector<paddle::Tensor> ResidualBackward(const paddle::Tensor& branch, const paddle::Tensor& gamma,
+                                             const paddle::Tensor& grad_out) {
+  return residual_backward(branch, gamma, grad_out, nullptr);
+}
+
+std::vector<paddle::Tensor> ResidualDropForward(const paddle::Tensor& shortcut, const paddle::Tensor& branch,
+                                                const paddle::Tensor& gamma, const paddle::Tensor& scale) {
+  return {residual_forward(shortcut, branch, gamma, checked_scale(scale, shortcut))};
+}
+
+std::vector<paddle::Tensor> ResidualDropBackward(const paddle::Tensor& branch, const paddle::Tensor& gamma,
+                                                 const paddle::Tensor& scale, const paddle::Tensor& grad_out) {
+  return residual_backward(branch, gamma, grad_out, checked_scale(scale, grad_out));
 }
 
 std::vector<std::vector<int64_t>> ResidualInferShape(const std::vector<int64_t>& s, const std::vector<int64_t>& b,
@@ -114,3 +157,26 @@ PD_BUILD_GRAD_OP(passl_residual)
     .Inputs({"Branch", "Gamma", paddle::Grad("Out")})
     .Outputs({paddle::Grad("Shortcut"), paddle::Grad("Branch"), paddle::Grad("Gamma")})
     .SetKernelFn(PD_KERNEL(ResidualBackward));
+
+std::vector<std::vector<int64_t>> ResidualDropInferShape(const std::vector<int64_t>& s, const std::vector<int64_t>& b,
+                                                         const std::vector<int64_t>& g, const std::vector<int64_t>& k) {
+  return {s};
+}
+
+std::vector<paddle::DataType> ResidualDropInferDtype(const paddle::DataType& s, const paddle::DataType& b,
+                                                     const paddle::DataType& g, const paddle::DataType& k) {
+  return {s};
+}
+
+// The same tail with stochastic depth: out = shortcut + scale[n] * gamma * branch (scale: 0 or 1 / keep per sample)
+PD_BUILD_OP(passl_residual_drop)
+    .Inputs({"Shortcut", "Branch", "Gamma", "Scale"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(ResidualDropForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(ResidualDropInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(ResidualDropInferDtype));
+
+PD_BUILD_GRAD_OP(passl_residual_drop)
+    .Inputs({"Branch", "Gamma", "Scale", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("Shortcut"), paddle::Grad("Branch"), paddle::Grad("Gamma")})
+    .SetKernelFn(PD_KERNEL(ResidualDropBackward));

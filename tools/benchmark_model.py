@@ -92,6 +92,10 @@ def _paddle_runner(spec: dict, backend: str, mode: str, batch: int, size: int, d
     shape = [batch, spec["in_chans"], size, size]
     x_np = np.random.RandomState(0).standard_normal(shape).astype("float32")
     if mode == "train":
+        if device == "cpu":
+            from passl.utils.memory import reuse_freed_memory
+
+            reuse_freed_memory()  # as the trainer does on CPU
         model.train()
         opt = paddle.optimizer.AdamW(1e-4, parameters=model.parameters())
         x = paddle.to_tensor(x_np)

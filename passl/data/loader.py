@@ -26,6 +26,7 @@ import paddle
 from paddle.io import BatchSampler, DataLoader, Dataset
 
 from passl.utils.dist import get_rank, get_world_size
+from passl.utils.memory import restore_malloc_defaults
 
 __all__ = [
     "SeededDataset",
@@ -164,6 +165,7 @@ def _worker_init(seed: int, rank: int, epoch_ref: SeededDataset, parent_pid: int
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _die_with_parent(parent_pid)
+        restore_malloc_defaults()  # the trainer keeps its freed memory (passl.utils.memory); a worker need not
         s = _mix(seed, rank, epoch_ref.epoch, worker_id)
         random.seed(s)
         np.random.seed(s)

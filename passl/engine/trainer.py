@@ -51,6 +51,7 @@ from passl.utils.dist import (
     main_process_first,
 )
 from passl.utils.logger import setup_logger
+from passl.utils.memory import reuse_freed_memory
 from passl.utils.schema import validate_config
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "LossScaler"]
@@ -155,6 +156,8 @@ class Trainer:
         if self.rank == 0:
             check_output_dir_writable(self.output_dir)  # before any work, and before the logger opens train.log
         setup_logger(self.output_dir, self.rank)
+        if paddle.get_device() == "cpu":
+            reuse_freed_memory()  # the same large blocks every step: keep them instead of faulting them in again
         self.seed = int(cfg.get("seed", 0))
         # The run's seed on every rank until the model and its EMA exist (identical initial weights, so every rank's
         # EMA starts from the weights DataParallel keeps in sync), then seed + rank for each rank's own streams.

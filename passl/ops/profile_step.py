@@ -14,6 +14,8 @@ import time
 
 import paddle
 
+from passl.utils.memory import reuse_freed_memory
+
 __all__ = ["main"]
 
 
@@ -46,6 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args(argv)
     model, opt, x, y = _build(args.config, args.batch)
+    reuse_freed_memory()  # as the trainer does on CPU
     phases = collections.defaultdict(float)
 
     def step(timed: bool = False) -> None:

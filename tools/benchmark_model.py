@@ -148,7 +148,10 @@ def _timm_runner(spec: dict, mode: str, batch: int, size: int, device: str, amp:
         dims=spec["dims"],
         patch_size=spec["patch_size"],
         drop_path_rate=spec["drop_path_rate"] if mode == "train" else 0.0,
-    ).to(dev)
+    )
+    if spec["patch_size"] < 4:  # timm then downsamples in stage 0 to keep stride 32; ours (and the official) does not
+        model.stages[0].downsample = torch.nn.Identity()
+    model = model.to(dev)
     x = torch.randn(batch, spec["in_chans"], size, size, device=dev)
     cast = dict(device_type=dev.type, dtype=torch.float16 if device == "gpu" else torch.bfloat16, enabled=amp)
     if mode == "train":

@@ -91,6 +91,45 @@ void weight_grad_plane(const float* gpad, const float* xpad, const Geo& g, doubl
   }
 }
 
+// Planes this small (the last stages of small inputs: 3 x 3, 1 x 1) are mostly padding for the vector loops above,
+// so they run directly: each output sums only the taps that land inside the plane.
+inline bool direct_plane(const Geo& g) { return g.w < 4 || static_cast<int64_t>(g.h) * g.w <= 16; }
+
+template <int K>
+void direct_forward_plane(const float* in, const Geo& g, const float* ker, float bias, float* out) {
+  for (int y = 0; y < g.h; ++y) {
+    const int i0 = std::max(0, g.p - y), i1 = std::min(K, g.h + g.p - y);
+    for (int x = 0; x < g.w; ++x) {
+      const int j0 = std::max(0, g.p - x), j1 = std::min(K, g.w + g.p - x);
+      float acc = bias;
+      for (int i = i0; i < i1; ++i)
+        for (int j = j0; j < j1; ++j) acc += ker[i * K + j] * in[(y + i - g.p) * g.w + x + j - g.p];
+      out[y * g.w + x] = acc;
+    }
+  }
+}
+
+// gx = 0, then every output gradient scatters to the inputs it read (gx) and to the taps it used (gw, in double)
+template <int K>
+void direct_backward_plane(const float* in, const float* grad, const Geo& g, const float* ker, float* gx,
+                           double* gw, double* gb) {
+  std::fill(gx, gx + static_cast<int64_t>(g.h) * g.w, 0.0f);
+  for (int y = 0; y < g.h; ++y) {
+    const int i0 = std::max(0, g.p - y), i1 = std::min(K, g.h + g.p - y);
+    for (int x = 0; x < g.w; ++x) {
+      const int j0 = std::max(0, g.p - x), j1 = std::min(K, g.w + g.p - x);
+      const float go = grad[y * g.w + x];
+      *gb += go;
+      for (int i = i0; i < i1; ++i)
+        for (int j = j0; j < j1; ++j) {
+          const int src = (y + i - g.p) * g.w + x + j - g.p;
+          gx[src] += go * ker[i * K + j];
+          gw[i * K + j] += static_cast<double>(go) * in[src];
+        }
+    }
+  }
+}
+
 // Small problems run on the calling thread: waking a team costs more than it saves there (and much more on a
 // loaded machine, where the barrier waits for a descheduled thread).
 inline bool worth_threads(int n, int c, int64_t hw, int k) {
@@ -119,6 +158,10 @@ void forward_impl(const float* xd, const float* wd, const float* bd, float* od, 
 #pragma omp for schedule(static)
     for (int64_t nc = 0; nc < static_cast<int64_t>(n) * c; ++nc) {
       const int ch = static_cast<int>(nc % c);
+      if (direct_plane(g)) {
+        direct_forward_plane<K>(xd + nc * hw, g, wd + static_cast<int64_t>(ch) * K * K, bd[ch], od + nc * hw);
+        continue;
+      }
       pad_plane(xd + nc * hw, g, pad.data());
       correlate_plane<K>(pad.data(), g, wd + static_cast<int64_t>(ch) * K * K, bd[ch], tmp.data(), od + nc * hw);
     }
@@ -144,6 +187,10 @@ void backward_impl(const float* xd, const float* wd, const float* gd, float* gxd
       for (int s = 0; s < n; ++s) {
         const int64_t off = (static_cast<int64_t>(s) * c + ch) * hw;
         const float* gr = gd + off;
+        if (direct_plane(g)) {
+          direct_backward_plane<K>(xd + off, gr, g, ker, gxd + off, acc, &bsum);
+          continue;
+        }
         // input gradient: the output gradient correlated with the flipped kernel
         pad_plane(gr, g, pad.data());
         correlate_plane<K>(pad.data(), g, flip, 0.0f, tmp.data(), gxd + off);

@@ -276,9 +276,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="comma list of dygraph, dygraph_noops, paddle, onnx, timm (training: the dygraph ones and timm)",
     )
     p.add_argument("--threads", type=int, default=2, help="math threads per contender (default 2)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; each contender's best counts")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; each contender's best counts (default 5)")
     p.add_argument("--iters", type=int, default=3, help="steps per round (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps before the rounds (default 1)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds (default 2)")
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--backend", help=argparse.SUPPRESS)

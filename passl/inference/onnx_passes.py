@@ -14,8 +14,7 @@ there, so an unknown graph comes back unchanged:
 
 Measured (ConvNeXt-T 224, batch 16, 2 threads; docs/benchmarks.md): 18 Mul and 17 Transpose fewer, 834 -> 776 ms
 of ONNX Runtime kernel time per batch; with OnnxPredictor's micro-batches 1.13x the unmodified export.
-``optimize_onnx`` runs them on a ModelProto, ``optimize_onnx_bytes`` on
-paddle2onnx's bytes.
+``optimize_onnx`` runs the passes on a ModelProto, ``optimize_onnx_bytes`` on paddle2onnx's bytes.
 
 Transposes are exact and the folds change rounding only (float32 products in another order), far inside the 1e-4
 that ``verify_export`` checks.
@@ -40,29 +39,28 @@ class _Graph:
     """Producer/consumer/constant look-ups over an onnx GraphProto (rebuilt by each pass after it edits)."""
 
     def __init__(self, graph) -> None:
-        from onnx import numpy_helper
-
         self.g = graph
         self.producer: Dict[str, object] = {}
         self.consumers: Dict[str, List[object]] = {}
-        self.consts: Dict[str, np.ndarray] = {}
-        for init in graph.initializer:
-            self.consts[init.name] = numpy_helper.to_array(init)
+        self.tensors = {init.name: init for init in graph.initializer}  # converted to numpy when asked for
         for node in graph.node:
             for out in node.output:
                 self.producer[out] = node
             for inp in node.input:
                 self.consumers.setdefault(inp, []).append(node)
             if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-                self.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                self.tensors[node.output[0]] = node.attribute[0].t
         self.outputs = {o.name for o in graph.output}
-        self.names = set(self.producer) | set(self.consumers) | {i.name for i in graph.input} | set(self.consts)
+        self.names = set(self.producer) | set(self.consumers) | {i.name for i in graph.input} | set(self.tensors)
 
     def const(self, name: str) -> Optional[np.ndarray]:
         """The value of ``name`` if it is a float32 constant (followed through Identity nodes)."""
-        name = self.source(name)
-        value = self.consts.get(name)
-        return value if value is not None and value.dtype == np.float32 else None
+        from onnx import TensorProto, numpy_helper
+
+        tensor = self.tensors.get(self.source(name))
+        if tensor is None or tensor.data_type != TensorProto.FLOAT:
+            return None
+        return numpy_helper.to_array(tensor)
 
     def source(self, name: str) -> str:
         """``name`` followed up through Identity nodes."""
@@ -153,8 +151,11 @@ def fold_layer_scale(graph) -> int:
         g, b = _channel_vector(gamma, channels), _channel_vector(bias, channels)
         if g is None or b is None or gamma.ndim > 1:  # a gamma of higher rank could broadcast the product up
             continue
+        bias_shape = bias.shape if bias.size == channels else [channels] if bias.ndim <= 1 else None
+        if bias_shape is None:
+            continue
         matmul.input[1] = gr.add_const(f"{matmul.input[1]}.layer_scale_folded", weight * g[None, :])
-        add.input[bias_side] = gr.add_const(f"{add.input[bias_side]}.layer_scale_folded", (b * g).reshape(bias.shape))
+        add.input[bias_side] = gr.add_const(f"{add.input[bias_side]}.layer_scale_folded", (b * g).reshape(bias_shape))
         ident = helper.make_node("Identity", [x], list(mul.output), name=gr.unique(f"{mul.name or 'Mul'}.folded"))
         graph.node.insert(list(graph.node).index(mul), ident)
         graph.node.remove(mul)

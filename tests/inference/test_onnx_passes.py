@@ -215,9 +215,11 @@ def test_graph_without_pattern_unchanged(case):
     assert model.SerializeToString() == data
 
 
-def test_fold_applies_to_the_minimal_pattern():
+@pytest.mark.parametrize("bias", [[0.5, -1.0, 2.0, 0.0, 3.0], [0.7]], ids=["per_channel_bias", "scalar_bias"])
+def test_fold_applies_to_the_minimal_pattern(bias):
     """The near misses above differ from this graph in one point each, so they test the checks, not a typo."""
     model = NEAR_MISSES["gamma_not_per_channel"]()
+    model.graph.initializer[1].CopyFrom(_arr("b", bias))
     model.graph.initializer[2].CopyFrom(_arr("g", [1.0, 2.0, 3.0, 4.0, 5.0]))
     h = np.random.RandomState(0).randn(2, 3, 4).astype("float32")
 

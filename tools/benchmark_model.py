@@ -279,6 +279,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds; each contender's best counts (default 5)")
     p.add_argument("--iters", type=int, default=3, help="steps per round (default 3)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds (default 2)")
+    p.add_argument(
+        "--pause", type=float, default=0.5, help="seconds between rounds, so spinning threads go idle (default 0.5)"
+    )
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--backend", help=argparse.SUPPRESS)
@@ -338,6 +341,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         contenders.append(c)
     for _ in range(args.rounds):
         for c in contenders:
+            # OpenMP and ONNX Runtime threads spin for a while after their work (Intel OpenMP: 200 ms); let the
+            # previous contender's go quiet before this one's round starts
+            time.sleep(args.pause)
             c.round()
     for c in contenders:
         c.close()

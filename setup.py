@@ -29,7 +29,7 @@ setup(
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["passl", "passl.*"]),
-    package_data={"passl": ["data/*.txt", "data/*.json"]},
+    package_data={"passl": ["data/*.txt", "data/*.json", "ops/csrc/*.cc", "ops/csrc/*.h"]},
     python_requires=">=3.9",
     install_requires=_requirements(),
     extras_require={"onnx": ["paddle2onnx", "onnxruntime"]},

@@ -106,7 +106,7 @@ def _paddle_runner(spec: dict, backend: str, mode: str, batch: int, size: int, d
                 loss = paddle.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
-            opt.clear_grad()
+            opt.clear_grad(set_to_zero=False)  # as the trainer does
             float(loss)  # wait for the device
 
         return step

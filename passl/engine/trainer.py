@@ -462,7 +462,9 @@ class Trainer:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            self.optimizer.clear_grad()
+            # release the gradients (as torch's set_to_none) instead of zero-filling them: the next backward writes
+            # them afresh, and a memset of every gradient (ConvNeXt-T: 110 MB) is ~1% of a CPU step
+            self.optimizer.clear_grad(set_to_zero=False)
             s["step"] += 1
             s["step_in_epoch"] += 1
             self.last_reader_cost = reader_cost

@@ -17,6 +17,7 @@ from passl.ops import (
     fused_layer_norm_cf,
     fused_layer_scale_residual,
     fused_linear,
+    fused_linear_gelu,
     fused_patch_conv2d,
     kernels_for,
 )
@@ -24,6 +25,7 @@ from passl.ops import (
 __all__ = [
     "DropPath",
     "layer_scale_residual",
+    "linear_gelu",
     "LayerNorm",
     "LayerNorm2d",
     "GELU",
@@ -209,6 +211,20 @@ class Linear(nn.Linear):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         y = fused_linear(x, self.weight, self.bias)
         return super().forward(x) if y is None else y
+
+
+def _hooked(layer: nn.Layer) -> bool:
+    return bool(layer._forward_pre_hooks or layer._forward_post_hooks)
+
+
+def linear_gelu(linear: nn.Linear, act: nn.Layer, x: paddle.Tensor) -> paddle.Tensor:
+    """``act(linear(x))``; one passl.ops kernel (the bias and GELU fused into the GEMM's pass) when ``act`` is the
+    exact GELU, the kernel applies and neither layer has forward hooks (which the kernel would bypass)."""
+    if isinstance(act, nn.GELU) and not act._approximate and not (_hooked(linear) or _hooked(act)):
+        y = fused_linear_gelu(x, linear.weight, linear.bias)
+        if y is not None:
+            return y
+    return act(linear(x))
 
 
 class PatchConv2D(nn.Conv2D):

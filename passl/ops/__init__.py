@@ -4,7 +4,7 @@ See :mod:`passl.ops.switch` for the switch and :mod:`passl.ops.build` for the bu
 """
 
 from passl.ops.dwconv import depthwise_conv2d, depthwise_conv2d_reference, fused_depthwise_conv2d
-from passl.ops.norm_act import fused_gelu, fused_layer_norm, fused_layer_norm_cf, fused_linear
+from passl.ops.norm_act import fused_gelu, fused_layer_norm, fused_layer_norm_cf, fused_linear, fused_linear_gelu
 from passl.ops.patch_conv import fused_patch_conv2d
 from passl.ops.residual import fused_layer_scale_residual
 from passl.ops.switch import get_ops, kernels_for, set_ops
@@ -18,6 +18,7 @@ __all__ = [
     "fused_layer_norm",
     "fused_layer_norm_cf",
     "fused_linear",
+    "fused_linear_gelu",
     "fused_patch_conv2d",
     "get_ops",
     "kernels_for",

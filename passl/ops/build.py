@@ -29,6 +29,7 @@ logger = logging.getLogger("passl")
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = sorted(glob.glob(os.path.join(_HERE, "csrc", "*.cc")))
+HEADERS = sorted(glob.glob(os.path.join(_HERE, "csrc", "*.h")))  # part of the cache key, not compiled alone
 # -ffast-math (compile only, so no crtfastmath FTZ side effect on the process) lets GCC call glibc's vector erff/expf.
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math", "-std=c++17"]
 
@@ -70,7 +71,7 @@ def _cpu_flags() -> str:
 
 def _key() -> str:
     h = hashlib.sha256()
-    for src in SOURCES:
+    for src in SOURCES + HEADERS:
         with open(src, "rb") as f:
             h.update(f.read())
     h.update(" ".join(CFLAGS + LDFLAGS).encode())

@@ -8,7 +8,7 @@ import paddle
 
 from passl.ops.switch import kernels_for
 
-__all__ = ["fused_layer_norm", "fused_layer_norm_cf", "fused_gelu", "fused_linear"]
+__all__ = ["fused_layer_norm", "fused_layer_norm_cf", "fused_gelu", "fused_linear", "fused_linear_gelu"]
 
 
 def fused_layer_norm(
@@ -52,3 +52,18 @@ def fused_linear(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.
     if ops is None or not hasattr(ops, "passl_linear") or weight.dtype != paddle.float32:
         return None
     return ops.passl_linear(x, weight, bias)
+
+
+def fused_linear_gelu(
+    x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor]
+) -> Optional[paddle.Tensor]:
+    """Exact ``gelu(x @ weight + bias)`` (weight [in, out]) as one kernel (the block's fc1 + GELU), or ``None`` when
+    it does not apply."""
+    if bias is None or weight.ndim != 2:
+        return None
+    ops = kernels_for(x)
+    if ops is None or not hasattr(ops, "passl_linear_gelu") or weight.dtype != paddle.float32:
+        return None
+    if bias.dtype != paddle.float32:
+        return None
+    return ops.passl_linear_gelu(x, weight, bias)[0]

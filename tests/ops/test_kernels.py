@@ -78,6 +78,37 @@ def test_linear_equals_paddle(shape, out):
     assert max(errs) < 1e-5, errs
 
 
+@pytest.mark.parametrize("shape,out", [((1, 5), 3), ((3, 7, 13), 11), ((1, 3, 5, 24), 96), ((2, 9, 8, 16), 64)])
+def test_linear_gelu_equals_paddle(shape, out):
+    """fc1 + GELU as one kernel (bias added in the GELU pass, bias gradient summed in its backward pass)."""
+    if not hasattr(build.load(), "passl_linear_gelu"):
+        pytest.skip("no MKL runtime beside Paddle: the Linear kernels are not built")
+    k = shape[-1]
+    inputs = [paddle.randn(list(shape)), paddle.randn([k, out]) * 0.5, paddle.randn([out])]
+    errs = _compare(ops.fused_linear_gelu, lambda x, w, b: F.gelu(F.linear(x, w, b)), inputs)
+    assert max(errs) < 1e-5, errs
+
+
+def test_block_fc1_gelu_runs_fused_unless_hooked(monkeypatch):
+    import passl.modeling.layers as layers
+
+    ran = []
+    real = layers.fused_linear_gelu
+    monkeypatch.setattr(layers, "fused_linear_gelu", lambda *a: ran.append(1) or real(*a))
+    paddle.seed(0)
+    fc, act = layers.Linear(8, 32), layers.GELU()
+    x = paddle.randn([2, 3, 3, 8])
+    ref = F.gelu(F.linear(x, fc.weight, fc.bias))
+    y = layers.linear_gelu(fc, act, x)
+    assert ran == [1]
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    seen = []
+    handle = fc.register_forward_post_hook(lambda layer, inp, out: seen.append(out.shape))
+    layers.linear_gelu(fc, act, x)  # a hooked layer runs as itself, so the hook sees its output
+    handle.remove()
+    assert seen == [[2, 3, 3, 32]] and ran == [1]
+
+
 def test_switch_off_and_bad_values(monkeypatch):
     x = paddle.randn([1, 2, 3, 3])
     assert ops.kernels_for(x) is not None

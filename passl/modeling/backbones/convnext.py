@@ -22,6 +22,7 @@ from passl.modeling.layers import (
     PatchConv2D,
     init_weights_trunc_normal,
     layer_scale_residual,
+    linear_gelu,
 )
 from passl.registry import BACKBONES, ConfigError
 
@@ -82,7 +83,7 @@ class Block(nn.Layer):
         else:
             x = self.dwconv(x)
         x = self.norm.forward_nchw(x)  # (N, C, H, W) -> normalized (N, H, W, C)
-        x = self.act(self.pwconv1(x))
+        x = linear_gelu(self.pwconv1, self.act, x)  # pwconv1 -> GELU (one fused kernel on CPU)
         if self.grn is not None:
             x = self.grn(x, None if visible is None else visible.transpose([0, 2, 3, 1]))
         x = self.pwconv2(x)

@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include "gelu.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -161,7 +162,7 @@ std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
   float* od = out.data<float>();
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static) if (worth_threads(n))
-  for (int64_t i = 0; i < n; ++i) od[i] = 0.5f * xd[i] * (1.0f + erff(xd[i] * 0.70710678118654752f));
+  for (int64_t i = 0; i < n; ++i) od[i] = passl_gelu::value(xd[i]);
   return {out};
 }
 
@@ -171,13 +172,8 @@ std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::
   const float* gd = grad_out.data<float>();
   float* o = gx.data<float>();
   const int64_t n = x.numel();
-  const float inv_sqrt_2pi = 0.39894228040143268f;
 #pragma omp parallel for simd schedule(static) if (worth_threads(n))
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = xd[i];
-    const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-    o[i] = gd[i] * (cdf + v * inv_sqrt_2pi * expf(-0.5f * v * v));
-  }
+  for (int64_t i = 0; i < n; ++i) o[i] = gd[i] * passl_gelu::derivative(xd[i]);
   return {gx};
 }
 

@@ -115,6 +115,16 @@ def _channel_vector(value: np.ndarray, channels: int) -> Optional[np.ndarray]:
     return None
 
 
+def _const_operand(gr: _Graph, node, other_not_const: bool = False) -> Tuple[Optional[np.ndarray], Optional[str], int]:
+    """(constant value, the other input's name, the constant's input index) of a two-input node with a constant
+    operand on either side, or (None, None, -1); ``other_not_const`` also requires the other input not to be one."""
+    for side in (0, 1):
+        value, other = gr.const(node.input[side]), node.input[1 - side]
+        if value is not None and not (other_not_const and gr.const(other) is not None):
+            return value, other, side
+    return None, None, -1
+
+
 def fold_layer_scale(graph) -> int:
     """Fold ``Mul(gamma, Add(MatMul(h, W), b))`` (either operand order) into the MatMul's weight and the Add's bias
     when W is a constant [K, C] matrix, b and gamma constant per-channel vectors, and the MatMul and Add results
@@ -126,20 +136,14 @@ def fold_layer_scale(graph) -> int:
     for mul in list(graph.node):
         if mul.op_type != "Mul" or len(mul.input) != 2:
             continue
-        for side in (0, 1):
-            gamma, x = gr.const(mul.input[side]), mul.input[1 - side]
-            if gamma is not None and gr.const(x) is None:
-                break
-        else:
+        gamma, x, _ = _const_operand(gr, mul, other_not_const=True)
+        if gamma is None:
             continue
         add = gr.producer.get(gr.source(x))
         if add is None or add.op_type != "Add" or gr.only_user(add.output[0]) is not mul:
             continue
-        for bias_side in (0, 1):
-            bias, mm_out = gr.const(add.input[bias_side]), add.input[1 - bias_side]
-            if bias is not None:
-                break
-        else:
+        bias, mm_out, bias_side = _const_operand(gr, add)
+        if bias is None:
             continue
         matmul = gr.producer.get(gr.source(mm_out))
         if matmul is None or matmul.op_type != "MatMul" or gr.only_user(matmul.output[0]) is not add:

@@ -20,19 +20,24 @@ def _reference(shortcut, branch, gamma):
     return shortcut + (gamma * branch).transpose([0, 3, 1, 2])
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 5, 7, 7), (1, 7, 13, 11), (3, 4, 1, 1), (2, 24, 17, 23)])
-def test_residual_kernel_equals_paddle(shape):
-    n, c, h, w = shape
-    data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
-    grad = paddle.randn([n, c, h, w])
+def _assert_same(fused, reference, data, grad):
+    """Value and every input gradient of ``fused`` within 1e-5 (relative to the largest magnitude) of ``reference``."""
     results = []
-    for fn in (ops.fused_layer_scale_residual, _reference):
+    for fn in (fused, reference):
         xs = [paddle.to_tensor(d.astype("float32"), stop_gradient=False) for d in data]
         out = fn(*xs)
         assert out is not None, "the fused kernel did not run"
         results.append([out.numpy()] + [g.numpy() for g in paddle.grad(out, xs, grad)])
     errs = [rel(a, b) for a, b in zip(*results)]
     assert max(errs) < 1e-5, errs
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 5, 7, 7), (1, 7, 13, 11), (3, 4, 1, 1), (2, 24, 17, 23)])
+def test_residual_kernel_equals_paddle(shape):
+    n, c, h, w = shape
+    data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
+    grad = paddle.randn([n, c, h, w])
+    _assert_same(ops.fused_layer_scale_residual, _reference, data, grad)
 
 
 def test_residual_kernel_off_and_non_cpu_float32_fall_back():
@@ -69,17 +74,12 @@ def test_residual_drop_kernel_equals_paddle(shape):
     data = [np.random.randn(n, c, h, w), np.random.randn(n, h, w, c), np.random.randn(c)]
     scale = paddle.to_tensor(np.where(np.arange(n) % 2, 0.0, 1.0 / 0.7).astype("float32"))
     grad = paddle.randn([n, c, h, w])
-    results = []
-    for fn in (
+    _assert_same(
         lambda s, b, g: ops.fused_layer_scale_residual(s, b, g, scale),
         lambda s, b, g: s + (g * b).transpose([0, 3, 1, 2]) * scale.reshape([-1, 1, 1, 1]),
-    ):
-        xs = [paddle.to_tensor(d.astype("float32"), stop_gradient=False) for d in data]
-        out = fn(*xs)
-        assert out is not None, "the fused kernel did not run"
-        results.append([out.numpy()] + [g.numpy() for g in paddle.grad(out, xs, grad)])
-    errs = [rel(a, b) for a, b in zip(*results)]
-    assert max(errs) < 1e-5, errs
+        data,
+        grad,
+    )
 
 
 def _tail_runs(monkeypatch):

@@ -50,16 +50,23 @@ void column_sums(int64_t m, int64_t n, Row row, float* out) {
   }
 }
 
+// Checks x [..., in], weight [in, out], bias [out] (float32, CPU) and returns the output shape [..., out].
+std::vector<int64_t> linear_out_shape(const paddle::Tensor& x, const paddle::Tensor& weight, const paddle::Tensor& bias,
+                                      const char* op) {
+  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, op, ": float32 CPU tensors only");
+  PD_CHECK(weight.shape().size() == 2 && x.shape().back() == weight.shape()[0] && bias.numel() == weight.shape()[1],
+           op, ": x [..., in], weight [in, out], bias [out]");
+  std::vector<int64_t> shape = x.shape();
+  shape.back() = weight.shape()[1];
+  return shape;
+}
+
 }  // namespace
 
 std::vector<paddle::Tensor> LinearForward(const paddle::Tensor& x, const paddle::Tensor& weight,
                                           const paddle::Tensor& bias) {
-  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "passl_linear: float32 CPU tensors only");
-  PD_CHECK(weight.shape().size() == 2 && x.shape().back() == weight.shape()[0] && bias.numel() == weight.shape()[1],
-           "passl_linear: x [..., in], weight [in, out], bias [out]");
+  const std::vector<int64_t> shape = linear_out_shape(x, weight, bias, "passl_linear");
   const int64_t k = weight.shape()[0], n = weight.shape()[1], m = x.numel() / k;
-  std::vector<int64_t> shape = x.shape();
-  shape.back() = n;
   auto out = paddle::empty(shape, paddle::DataType::FLOAT32, paddle::CPUPlace());
   float* o = out.data<float>();
   const float* b = bias.data<float>();
@@ -117,12 +124,8 @@ PD_BUILD_GRAD_OP(passl_linear)
 // saves a bias fill, the GEMM's read of it and a separate column-sum pass over the largest tensors of the block.
 std::vector<paddle::Tensor> LinearGeluForward(const paddle::Tensor& x, const paddle::Tensor& weight,
                                               const paddle::Tensor& bias) {
-  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "passl_linear_gelu: float32 CPU tensors only");
-  PD_CHECK(weight.shape().size() == 2 && x.shape().back() == weight.shape()[0] && bias.numel() == weight.shape()[1],
-           "passl_linear_gelu: x [..., in], weight [in, out], bias [out]");
+  const std::vector<int64_t> shape = linear_out_shape(x, weight, bias, "passl_linear_gelu");
   const int64_t k = weight.shape()[0], n = weight.shape()[1], m = x.numel() / k;
-  std::vector<int64_t> shape = x.shape();
-  shape.back() = n;
   auto pre = paddle::empty(shape, paddle::DataType::FLOAT32, paddle::CPUPlace());
   auto out = paddle::empty(shape, paddle::DataType::FLOAT32, paddle::CPUPlace());
   float* p = pre.data<float>();

@@ -47,9 +47,8 @@ def reuse_freed_memory() -> bool:
         return False
     ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_ALL) == 1
     if ok and not _tuned:
-        logger.info(
-            "malloc: freed memory is kept for reuse (no page faults on re-allocation); PASSL_MALLOC=system to opt out"
-        )
+        # debug: the console shows only the trainer's own lines (docs/architecture.md documents the setting)
+        logger.debug("malloc: freed memory is kept for reuse; PASSL_MALLOC=system to opt out")
     _tuned = _tuned or ok
     return ok
 

@@ -85,10 +85,11 @@ def test_masked_pixels_do_not_reach_visible_outputs_bit_for_bit(name):
         assert not bool(paddle.equal_all(visible_values(model.encoder.forward_features(moved, m3), mask), va))
 
 
-def add_noise_at_masked_sites(encoder, mask, grid):
+def add_noise_at_masked_sites(encoder, mask, grid, scale=10.0):
     """Forward pre-hooks that add large noise at the masked sites of the input of every layer after the stem conv:
     each block (before its own masking), each per-site layer inside a block (norm, pwconv1, act, GRN, pwconv2),
-    the stem LayerNorm and both layers of each downsampling. A masked value must reach no visible output."""
+    the stem LayerNorm and both layers of each downsampling. A masked value must reach no visible output.
+    ``scale=0`` adds nothing but runs the same (hooked, so unfused: passl.modeling.layers.linear_gelu) code path."""
     n = int(mask.shape[0])
     cells = mask.reshape([n, 1, grid, grid])
 
@@ -100,7 +101,7 @@ def add_noise_at_masked_sites(encoder, mask, grid):
         def add(layer, inputs):
             x = inputs[0]
             h, w = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
-            return (x + 10.0 * paddle.randn(x.shape) * masked_map(h, w, channels_last),) + tuple(inputs[1:])
+            return (x + scale * paddle.randn(x.shape) * masked_map(h, w, channels_last),) + tuple(inputs[1:])
 
         return add
 
@@ -127,13 +128,15 @@ def test_values_at_masked_sites_of_any_layer_do_not_reach_visible_outputs(name):
     mask = grid_mask(model, n, size, size, seed=2)
     imgs = paddle.randn([n, 3, size, size])
     with paddle.no_grad():
-        clean = model.encoder.forward_features(imgs, mask.reshape([n, grid, grid]))
-        handles = add_noise_at_masked_sites(model.encoder, mask, grid)
-        try:
-            noisy = model.encoder.forward_features(imgs, mask.reshape([n, grid, grid]))
-        finally:
-            for h in handles:
-                h.remove()
+        runs = []
+        for scale in (0.0, 10.0):  # the clean run hooked too: the same kernels, so bit-for-bit comparable
+            handles = add_noise_at_masked_sites(model.encoder, mask, grid, scale)
+            try:
+                runs.append(model.encoder.forward_features(imgs, mask.reshape([n, grid, grid])))
+            finally:
+                for h in handles:
+                    h.remove()
+        clean, noisy = runs
     assert not bool(paddle.equal_all(clean, noisy))  # the noise went in (at masked sites)
     assert bool(paddle.equal_all(visible_values(clean, mask), visible_values(noisy, mask)))
 

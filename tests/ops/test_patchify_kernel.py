@@ -17,19 +17,24 @@ from tests.ops._common import needs_compiler, ops_auto, rel  # noqa: F401 (ops_a
 pytestmark = [needs_compiler, pytest.mark.usefixtures("ops_auto")]
 
 
-@pytest.mark.parametrize("shape,p,q", [((1, 1, 28, 28), 2, 2), ((2, 3, 7, 9), 2, 2), ((1, 5, 13, 11), 4, 3)])
-def test_patchify_equals_paddle(shape, p, q):
-    kernels = build.load()
-    data = np.random.randn(*shape).astype("float32")
+def _assert_bit_equal(kernel, reference, data):
+    """A pure data-movement kernel: output and input gradient bit for bit equal to the reference's."""
     outs, grads = [], []
-    for fn in (lambda x: kernels.passl_patchify(x, p, q, False), lambda x: patches_reference(x, p, q)):
+    for fn in (kernel, reference):
         x = paddle.to_tensor(data, stop_gradient=False)
         y = fn(x)
         g = paddle.to_tensor(np.arange(y.size, dtype="float32").reshape(y.shape))  # distinct per element
         outs.append(y.numpy())
         grads.append(paddle.grad(y, x, g)[0].numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])  # a data movement: exactly equal
+    np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("shape,p,q", [((1, 1, 28, 28), 2, 2), ((2, 3, 7, 9), 2, 2), ((1, 5, 13, 11), 4, 3)])
+def test_patchify_equals_paddle(shape, p, q):
+    kernels = build.load()
+    data = np.random.randn(*shape).astype("float32")
+    _assert_bit_equal(lambda x: kernels.passl_patchify(x, p, q, False), lambda x: patches_reference(x, p, q), data)
 
 
 @pytest.mark.parametrize("shape,p", [((1, 3, 9, 7), 2), ((2, 4, 28, 28), 4)])
@@ -52,18 +57,11 @@ def test_fused_patch_conv_equals_conv2d(shape, p):
 def test_patchify_channels_last_equals_paddle(shape, p, q):
     kernels = build.load()
     data = np.random.randn(*shape).astype("float32")  # [N, H, W, C]
-    outs, grads = [], []
-    for fn in (
+    _assert_bit_equal(
         lambda x: kernels.passl_patchify(x, p, q, True),
         lambda x: patches_reference(x.transpose([0, 3, 1, 2]), p, q),
-    ):
-        x = paddle.to_tensor(data, stop_gradient=False)
-        y = fn(x)
-        g = paddle.to_tensor(np.arange(y.size, dtype="float32").reshape(y.shape))
-        outs.append(y.numpy())
-        grads.append(paddle.grad(y, x, g)[0].numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])
-    np.testing.assert_array_equal(grads[0], grads[1])
+        data,
+    )
 
 
 def test_fused_patch_conv_on_a_channels_first_view_equals_conv2d():
@@ -86,12 +84,4 @@ def test_fused_patch_conv_on_a_channels_first_view_equals_conv2d():
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 9, 5), (1, 33, 3, 40)])
 def test_to_nchw_equals_transpose(shape):
     data = np.random.randn(*shape).astype("float32")  # [N, H, W, C]
-    outs, grads = [], []
-    for fn in (build.load().passl_to_nchw, lambda x: x.transpose([0, 3, 1, 2])):
-        x = paddle.to_tensor(data, stop_gradient=False)
-        y = fn(x)
-        g = paddle.to_tensor(np.arange(y.size, dtype="float32").reshape(y.shape))
-        outs.append(y.numpy())
-        grads.append(paddle.grad(y, x, g)[0].numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])
-    np.testing.assert_array_equal(grads[0], grads[1])
+    _assert_bit_equal(build.load().passl_to_nchw, lambda x: x.transpose([0, 3, 1, 2]), data)

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -262,17 +263,12 @@ std::vector<std::vector<int64_t>> DwConvInferShape(const std::vector<int64_t>& x
   return {x};
 }
 
-std::vector<paddle::DataType> DwConvInferDtype(const paddle::DataType& x, const paddle::DataType& w,
-                                               const paddle::DataType& b) {
-  return {x};
-}
-
 PD_BUILD_OP(passl_dwconv)
     .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(DwConvForward))
     .SetInferShapeFn(PD_INFER_SHAPE(DwConvInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(DwConvInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_3));
 
 PD_BUILD_GRAD_OP(passl_dwconv)
     .Inputs({"X", "Weight", "Bias", paddle::Grad("Out")})

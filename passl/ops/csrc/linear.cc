@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include "gelu.h"
+#include "common.h"
 #include "paddle/extension.h"
 
 extern "C" {
@@ -19,7 +20,7 @@ void cblas_sgemm(int layout, int transa, int transb, int m, int n, int k, float 
 
 namespace {
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 
 // out[j] = sum over rows r < m of what row(r, part) adds to part[j] (row may also write its own outputs): per-thread
 // float partials over blocks of 64 rows, flushed into double, then summed across threads.
@@ -43,11 +44,7 @@ void column_sums(int64_t m, int64_t n, Row row, float* out) {
     }
     for (int64_t j = 0; j < n; ++j) acc[j] += part[j];
   }
-  for (int64_t j = 0; j < n; ++j) {
-    double s = 0.0;
-    for (int t = 0; t < teams; ++t) s += sums[static_cast<size_t>(t) * n + j];
-    out[j] = static_cast<float>(s);
-  }
+  passl_ops::sum_team_partials(sums, teams, n, 0, n, out);
 }
 
 // Checks x [..., in], weight [in, out], bias [out] (float32, CPU) and returns the output shape [..., out].
@@ -101,17 +98,12 @@ std::vector<std::vector<int64_t>> LinearInferShape(const std::vector<int64_t>& x
   return {out};
 }
 
-std::vector<paddle::DataType> LinearInferDtype(const paddle::DataType& x, const paddle::DataType& w,
-                                               const paddle::DataType& b) {
-  return {x};
-}
-
 PD_BUILD_OP(passl_linear)
     .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(LinearForward))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(LinearInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_3));
 
 PD_BUILD_GRAD_OP(passl_linear)
     .Inputs({"X", "Weight", paddle::Grad("Out")})
@@ -176,17 +168,12 @@ std::vector<std::vector<int64_t>> LinearGeluInferShape(const std::vector<int64_t
   return {out, out};
 }
 
-std::vector<paddle::DataType> LinearGeluInferDtype(const paddle::DataType& x, const paddle::DataType& w,
-                                                   const paddle::DataType& b) {
-  return {x, x};
-}
-
 PD_BUILD_OP(passl_linear_gelu)
     .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out", "PreAct"})
     .SetKernelFn(PD_KERNEL(LinearGeluForward))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearGeluInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(LinearGeluInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtypes2_of_3));
 
 PD_BUILD_GRAD_OP(passl_linear_gelu)
     .Inputs({"X", "Weight", "Bias", "PreAct", paddle::Grad("Out")})

@@ -8,11 +8,12 @@
 #include <omp.h>
 
 #include "gelu.h"
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
 
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 
 void check_float_cpu(const paddle::Tensor& t, const char* what) {
   PD_CHECK(t.is_cpu() && t.dtype() == paddle::DataType::FLOAT32, what, ": float32 CPU tensors only");
@@ -114,17 +115,8 @@ std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const pad
       db[j] += pb[j];
     }
   }
-  float* gwd = gw.data<float>();
-  float* gbd = gb.data<float>();
-  for (int64_t j = 0; j < c; ++j) {
-    double w_ = 0.0, b_ = 0.0;
-    for (int t = 0; t < teams; ++t) {
-      w_ += sums[static_cast<size_t>(t) * 2 * c + j];
-      b_ += sums[static_cast<size_t>(t) * 2 * c + c + j];
-    }
-    gwd[j] = static_cast<float>(w_);
-    gbd[j] = static_cast<float>(b_);
-  }
+  passl_ops::sum_team_partials(sums, teams, 2 * c, 0, c, gw.data<float>());
+  passl_ops::sum_team_partials(sums, teams, 2 * c, c, c, gb.data<float>());
   return {gx, gw, gb};
 }
 
@@ -135,18 +127,13 @@ std::vector<std::vector<int64_t>> LayerNormInferShape(const std::vector<int64_t>
   return {x, {m}, {m}};
 }
 
-std::vector<paddle::DataType> LayerNormInferDtype(const paddle::DataType& x, const paddle::DataType& w,
-                                                  const paddle::DataType& b) {
-  return {x, x, x};
-}
-
 PD_BUILD_OP(passl_layer_norm)
     .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out", "Mean", "Rstd"})
     .Attrs({"eps: float"})
     .SetKernelFn(PD_KERNEL(LayerNormForward))
     .SetInferShapeFn(PD_INFER_SHAPE(LayerNormInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(LayerNormInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtypes3_of_3));
 
 PD_BUILD_GRAD_OP(passl_layer_norm)
     .Inputs({"X", "Weight", "Mean", "Rstd", paddle::Grad("Out")})

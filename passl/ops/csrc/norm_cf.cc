@@ -9,10 +9,11 @@
 
 #include <omp.h>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 }  // namespace
 
 std::vector<paddle::Tensor> NormCfForward(const paddle::Tensor& x, const paddle::Tensor& weight,
@@ -115,17 +116,8 @@ std::vector<paddle::Tensor> NormCfBackward(const paddle::Tensor& x, const paddle
       }
     }
   }
-  float* gwd = gw.data<float>();
-  float* gbd = gb.data<float>();
-  for (int64_t ch = 0; ch < c; ++ch) {
-    double w_ = 0.0, b_ = 0.0;
-    for (int t = 0; t < teams; ++t) {
-      w_ += sums[static_cast<size_t>(t) * 2 * c + ch];
-      b_ += sums[static_cast<size_t>(t) * 2 * c + c + ch];
-    }
-    gwd[ch] = static_cast<float>(w_);
-    gbd[ch] = static_cast<float>(b_);
-  }
+  passl_ops::sum_team_partials(sums, teams, 2 * c, 0, c, gw.data<float>());
+  passl_ops::sum_team_partials(sums, teams, 2 * c, c, c, gb.data<float>());
   return {gx, gw, gb};
 }
 
@@ -134,18 +126,13 @@ std::vector<std::vector<int64_t>> NormCfInferShape(const std::vector<int64_t>& x
   return {{x[0], x[2], x[3], x[1]}, {x[0] * x[2] * x[3]}, {x[0] * x[2] * x[3]}};
 }
 
-std::vector<paddle::DataType> NormCfInferDtype(const paddle::DataType& x, const paddle::DataType& w,
-                                               const paddle::DataType& b) {
-  return {x, x, x};
-}
-
 PD_BUILD_OP(passl_layer_norm_cf)
     .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out", "Mean", "Rstd"})
     .Attrs({"eps: float"})
     .SetKernelFn(PD_KERNEL(NormCfForward))
     .SetInferShapeFn(PD_INFER_SHAPE(NormCfInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(NormCfInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtypes3_of_3));
 
 PD_BUILD_GRAD_OP(passl_layer_norm_cf)
     .Inputs({"X", "Weight", "Mean", "Rstd", paddle::Grad("Out")})

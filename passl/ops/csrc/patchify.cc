@@ -6,11 +6,12 @@
 #include <cstring>
 #include <vector>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
 
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 
 // Logical sizes (N, C, H, W) and the element strides of the input's layout: NCHW, or NHWC when channels_last.
 struct Dims {
@@ -77,15 +78,13 @@ std::vector<std::vector<int64_t>> PatchifyInferShape(const std::vector<int64_t>&
   return {{x[0], x[2] / p, x[3] / q, x[1] * p * q}};
 }
 
-std::vector<paddle::DataType> PatchifyInferDtype(const paddle::DataType& x) { return {x}; }
-
 PD_BUILD_OP(passl_patchify)
     .Inputs({"X"})
     .Outputs({"Out"})
     .Attrs({"p: int64_t", "q: int64_t", "channels_last: bool"})
     .SetKernelFn(PD_KERNEL(PatchifyForward))
     .SetInferShapeFn(PD_INFER_SHAPE(PatchifyInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(PatchifyInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_1));
 
 PD_BUILD_GRAD_OP(passl_patchify)
     .Inputs({"X", paddle::Grad("Out")})

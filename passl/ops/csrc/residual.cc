@@ -10,11 +10,12 @@
 
 #include <omp.h>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
 
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 
 void check_inputs(const paddle::Tensor& shortcut, const paddle::Tensor& branch, const paddle::Tensor& gamma) {
   for (const paddle::Tensor* t : {&shortcut, &branch, &gamma})
@@ -99,12 +100,7 @@ std::vector<paddle::Tensor> residual_backward(const paddle::Tensor& branch, cons
       }
     }
   }
-  float* ggd = gga.data<float>();
-  for (int64_t ch = 0; ch < c; ++ch) {
-    double v = 0.0;
-    for (int t = 0; t < teams; ++t) v += sums[static_cast<size_t>(t) * c + ch];
-    ggd[ch] = static_cast<float>(v);
-  }
+  passl_ops::sum_team_partials(sums, teams, c, 0, c, gga.data<float>());
   return {gs, gbr, gga};
 }
 
@@ -141,17 +137,12 @@ std::vector<std::vector<int64_t>> ResidualInferShape(const std::vector<int64_t>&
   return {s};
 }
 
-std::vector<paddle::DataType> ResidualInferDtype(const paddle::DataType& s, const paddle::DataType& b,
-                                                 const paddle::DataType& g) {
-  return {s};
-}
-
 PD_BUILD_OP(passl_residual)
     .Inputs({"Shortcut", "Branch", "Gamma"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(ResidualForward))
     .SetInferShapeFn(PD_INFER_SHAPE(ResidualInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(ResidualInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_3));
 
 PD_BUILD_GRAD_OP(passl_residual)
     .Inputs({"Branch", "Gamma", paddle::Grad("Out")})
@@ -163,18 +154,13 @@ std::vector<std::vector<int64_t>> ResidualDropInferShape(const std::vector<int64
   return {s};
 }
 
-std::vector<paddle::DataType> ResidualDropInferDtype(const paddle::DataType& s, const paddle::DataType& b,
-                                                     const paddle::DataType& g, const paddle::DataType& k) {
-  return {s};
-}
-
 // The same tail with stochastic depth: out = shortcut + scale[n] * gamma * branch (scale: 0 or 1 / keep per sample)
 PD_BUILD_OP(passl_residual_drop)
     .Inputs({"Shortcut", "Branch", "Gamma", "Scale"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(ResidualDropForward))
     .SetInferShapeFn(PD_INFER_SHAPE(ResidualDropInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(ResidualDropInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_4));
 
 PD_BUILD_GRAD_OP(passl_residual_drop)
     .Inputs({"Branch", "Gamma", "Scale", paddle::Grad("Out")})

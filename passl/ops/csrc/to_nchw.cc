@@ -4,11 +4,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "common.h"
 #include "paddle/extension.h"
 
 namespace {
 
-inline bool worth_threads(int64_t elements) { return elements >= (int64_t{1} << 16); }
+using passl_ops::worth_threads;
 
 // dst[s][j][i] = src[s][i][j] for each of n matrices of rows x cols, in 32 x 32 tiles.
 void transpose_batch(const float* src, float* dst, int64_t n, int64_t rows, int64_t cols) {
@@ -46,14 +47,12 @@ std::vector<std::vector<int64_t>> ToNchwInferShape(const std::vector<int64_t>& x
   return {{x[0], x[3], x[1], x[2]}};
 }
 
-std::vector<paddle::DataType> ToNchwInferDtype(const paddle::DataType& x) { return {x}; }
-
 PD_BUILD_OP(passl_to_nchw)
     .Inputs({"X"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(ToNchwForward))
     .SetInferShapeFn(PD_INFER_SHAPE(ToNchwInferShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(ToNchwInferDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(passl_ops::dtype_of_1));
 
 PD_BUILD_GRAD_OP(passl_to_nchw)
     .Inputs({paddle::Grad("Out")})
